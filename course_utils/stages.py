@@ -356,3 +356,19 @@ def ensure_stage(name: str) -> Stage:
         bar.set_postfix_str(f"{stage_name} (notebook {spec(stage_name).notebook})")
         _builder(stage_name)()
     return load_stage(name)
+
+
+def status() -> list[dict]:
+    """One row per stage of the chain: where it lives and whether it is ready to load."""
+    rows = []
+    for name, s in STAGES.items():
+        try:
+            load_stage(name)
+            state = "ready"
+        except StageMissingError:
+            state = "missing"
+        except StageError as exc:
+            state = f"needs rebuild: {type(exc).__name__}"
+        rows.append({"stage": name, "made by": s.notebook, "from": ", ".join(s.parents) or "-",
+                     "state": state, "folder": str(stage_dir(name))})
+    return rows
