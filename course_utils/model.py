@@ -1,0 +1,408 @@
+"""The decoder-only transformer the whole course trains, in one readable file.
+
+It is GPT-2's shape with the defaults of today's open models (Llama, Qwen, Mistral):
+
+- **RMSNorm** before each sub-layer (pre-norm), and once more before the output head;
+- **rotary position embeddings (RoPE)**: no position table; queries and keys are rotated by an
+  angle proportional to their position, so attention scores depend on *relative* distance;
+- a **SwiGLU** MLP (a gated MLP: ``down(silu(gate(x)) * up(x))``);
+- **tied embeddings**: the output head reuses the token-embedding matrix;
+- **no biases** anywhere.
+
+Tensor names follow the roles: ``tok_emb``, ``blocks.{i}.attn_norm``, ``blocks.{i}.attn.qkv``,
+``blocks.{i}.attn.proj``, ``blocks.{i}.mlp_norm``, ``blocks.{i}.mlp.gate|up|down``, ``norm``,
+``lm_head``. RoPE uses the "rotate half" pairing (dimension i with i + head_dim/2), the same
+convention as Hugging Face's Llama, so an export only has to split ``qkv`` into q, k and v.
+
+Stages store ``GPTConfig.to_dict()`` as ``meta["model_config"]``; :func:`model_from_stage`
+rebuilds the model from it, and :func:`save_model_files` writes the weights for
+:func:`course_utils.stages.save_stage`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import config as course_config
+
+IGNORE_INDEX = -100  # targets with this value are never trained on (PyTorch's default)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 2048
+    block_size: int = 256  # context length: the most tokens the model ever sees at once
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    # SwiGLU has three matrices instead of two, so its hidden size is ~8/3 * n_embd rather
+    # than GPT-2's 4 * n_embd: the same parameter count. None = that size, rounded up to 64.
+    mlp_hidden: int | None = None
+    dropout: float = 0.0  # tiny models on small data rarely need it; kept for experiments
+    rope_base: float = 10000.0  # sets the slowest rotation; 10k is the usual choice
+    norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        if self.mlp_hidden is None:
+            self.mlp_hidden = 64 * math.ceil(8 * self.n_embd / 3 / 64)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.head_dim % 2:
+            raise ValueError(f"head size n_embd/n_head={self.head_dim} must be even for RoPE")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown GPTConfig fields {unknown}: this config was written by a different version "
+                             f"of course_utils.model. Known fields: {sorted(known)}")
+        return cls(**d)
+
+
+def default_config(vocab_size: int, **overrides) -> GPTConfig:
+    """The course's model size for the active profile (``COURSE_PROFILE``); ``overrides`` replace fields.
+
+    - ci : d=64,  2 layers, 2 heads, context 64,  MLP 192:  0.14M parameters with the 512-token vocabulary
+    - cpu: d=128, 4 layers, 4 heads, context 256, MLP 384:  1.12M with 2048 tokens (~10k tokens/s to train on 2 cores)
+    - gpu: d=384, 6 layers, 6 heads, context 512, MLP 1024: 13.8M with 8192 tokens
+    """
+    cfg = GPTConfig(
+        vocab_size=vocab_size,
+        n_embd=course_config.pick(ci=64, cpu=128, gpu=384),
+        n_layer=course_config.pick(ci=2, cpu=4, gpu=6),
+        n_head=course_config.pick(ci=2, cpu=4, gpu=6),
+        block_size=course_config.pick(ci=64, cpu=256, gpu=512),
+    )
+    # mlp_hidden is recomputed from the new n_embd unless it is overridden too.
+    return replace(cfg, **{"mlp_hidden": None, **overrides}) if overrides else cfg
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+class RMSNorm(nn.Module):
+    """Scale each vector to unit root-mean-square, then by a learned gain.
+
+    Cheaper than LayerNorm (no mean, no bias) and works as well: ``x / rms(x) * weight``.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # Same as x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight, in one kernel.
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def rotate_half(x):
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension: a 90-degree turn of each pair."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotate queries and keys by an angle that grows with their position.
+
+    Pair ``(i, i + head_dim/2)`` turns by ``position * base ** (-2i / head_dim)`` radians: the
+    first pairs spin fast (fine position), the last ones slowly (coarse position). Because a
+    query rotated by angle a and a key rotated by b meet with angle a - b, the attention score
+    depends only on how far apart they are. No parameters: cos and sin are precomputed.
+    """
+
+    def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (max_len, head_dim/2)
+        angles = torch.cat((angles, angles), dim=-1)  # the same angle for both members of a pair
+        # Not persistent: recomputed from the config, never stored in a checkpoint.
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x, start: int = 0):
+        """Rotate ``x`` of shape (B, n_head, T, head_dim) whose first token sits at position ``start``."""
+        T = x.size(-2)
+        if start + T > self.cos.size(0):
+            raise ValueError(f"positions {start}..{start + T - 1} exceed the context length {self.cos.size(0)}")
+        cos = self.cos[start:start + T].to(x.dtype)
+        sin = self.sin[start:start + T].to(x.dtype)
+        return x * cos + rotate_half(x) * sin
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, so generation feeds one token
+    at a time instead of the whole context again.
+
+    ``pos`` counts the tokens already stored; it is also the absolute position of the next
+    token, which is where RoPE rotates its query and key. Keys are stored already rotated.
+    Memory is allocated on first use, with the batch size, device and dtype of the first keys.
+    """
+
+    def __init__(self, n_layer: int, max_len: int):
+        self.n_layer = n_layer
+        self.max_len = max_len
+        self.pos = 0
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+
+    def update(self, layer: int, k, v):
+        """Store ``k, v`` (B, n_head, T, head_dim) at positions ``pos..pos+T-1``; return all keys and values so far."""
+        B, H, T, D = k.shape
+        if self.pos + T > self.max_len:
+            raise ValueError(f"KV cache full: {self.pos} + {T} tokens > max_len {self.max_len}")
+        if self.k[layer] is None:
+            self.k[layer] = k.new_zeros(B, H, self.max_len, D)
+            self.v[layer] = v.new_zeros(B, H, self.max_len, D)
+        self.k[layer][:, :, self.pos:self.pos + T] = k
+        self.v[layer][:, :, self.pos:self.pos + T] = v
+        return self.k[layer][:, :, :self.pos + T], self.v[layer][:, :, :self.pos + T]
+
+    def advance(self, n: int) -> None:
+        """Called by the model once every layer has stored its ``n`` new tokens."""
+        self.pos += n
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
+def causal_mask(T: int, start: int, device=None):
+    """Boolean (T, start + T) mask, True where query i (at position start + i) may look at key j."""
+    q_pos = torch.arange(start, start + T, device=device)[:, None]
+    k_pos = torch.arange(start + T, device=device)[None, :]
+    return k_pos <= q_pos
+
+
+class CausalSelfAttention(nn.Module):
+    """Every token looks back at the tokens before it (never ahead) and takes a weighted
+    average of their values; each head does this in its own head_dim-sized subspace."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head, self.head_dim, self.n_embd = config.n_head, config.head_dim, config.n_embd
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)  # q, k, v in one matmul
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)  # writes back to the residual stream
+        self.rope = RotaryEmbedding(config.head_dim, config.block_size, config.rope_base)
+        self.dropout = config.dropout
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, kv_cache: KVCache | None = None, layer: int = 0, return_attention: bool = False):
+        """Return ``(y, attention)``; ``attention`` is (B, n_head, T, T_keys) or None unless asked for."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(self.n_embd, dim=2)
+        # (B, T, C) -> (B, n_head, T, head_dim): each head is a separate attention
+        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        start = kv_cache.pos if kv_cache is not None else 0
+        q, k = self.rope(q, start), self.rope(k, start)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer, k, v)
+        dropout_p = self.dropout if self.training else 0.0
+
+        attention = None
+        if return_attention:
+            # The explicit recipe, kept for plots: scores, causal mask, softmax, weighted sum.
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            scores = scores.masked_fill(~causal_mask(T, start, x.device), float("-inf"))
+            attention = F.softmax(scores, dim=-1)
+            y = F.dropout(attention, dropout_p, self.training) @ v
+        elif start == 0:
+            # The fast path: a fused kernel that never materialises the (T, T) matrix.
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        elif T == 1:
+            # One new token with a cache: it may look at every stored key, so no mask.
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+        else:
+            # Several new tokens after a cache: is_causal would align the mask to the wrong corner.
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, start, x.device),
+                                               dropout_p=dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        return self.resid_drop(self.proj(y)), attention
+
+
+class SwiGLU(nn.Module):
+    """The MLP: ``down(silu(gate(x)) * up(x))``. The gate decides, per hidden unit, how much of
+    ``up(x)`` passes; this gating trains better than a plain ReLU/GELU MLP of the same size."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.gate = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
+        self.up = nn.Linear(config.n_embd, config.mlp_hidden, bias=False)
+        self.down = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)  # writes back to the residual stream
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.drop(self.down(F.silu(self.gate(x)) * self.up(x)))
+
+
+class Block(nn.Module):
+    """One transformer layer. Each sub-layer reads a normalised copy of the residual stream and
+    *adds* its result back, so information (and gradient) can flow straight through the stack."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.attn = CausalSelfAttention(config)
+        self.mlp_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x, kv_cache=None, layer=0, return_attention=False):
+        a, attention = self.attn(self.attn_norm(x), kv_cache, layer, return_attention)
+        x = x + a  # tokens talk to each other
+        x = x + self.mlp(self.mlp_norm(x))  # each token thinks on its own
+        return x, attention
+
+
+# ----------------------------------------------------------------------------- the model
+
+def cross_entropy_loss(logits, targets, loss_mask=None):
+    """Mean next-token cross-entropy over the positions that count.
+
+    A position counts when its target is not ``IGNORE_INDEX`` (-100) and, if ``loss_mask`` is
+    given (same shape as ``targets``; 1 = train on this token, 0 = do not), its mask is non-zero.
+    The mean is over counted positions only, so padding or prompt tokens do not dilute it;
+    a float mask acts as per-token weights. No counted position gives a loss of 0, not NaN.
+    """
+    V = logits.size(-1)
+    # Always in float32: under bf16 autocast the log-softmax over the vocabulary loses precision.
+    per_token = F.cross_entropy(logits.reshape(-1, V).float(), targets.reshape(-1),
+                                ignore_index=IGNORE_INDEX, reduction="none")
+    weight = (targets.reshape(-1) != IGNORE_INDEX).float()
+    if loss_mask is not None:
+        if loss_mask.shape != targets.shape:
+            raise ValueError(f"loss_mask shape {tuple(loss_mask.shape)} != targets shape {tuple(targets.shape)}")
+        weight = weight * loss_mask.reshape(-1).float()
+    total = weight.sum()
+    return (per_token * weight).sum() / torch.where(total > 0, total, torch.ones_like(total))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Tied embeddings: reading a token and writing a token use the same vectors. It saves
+        # vocab_size * n_embd parameters, a large share of a small model.
+        self.lm_head.weight = self.tok_emb.weight
+        self.apply(self._init_weights)
+        # Each layer adds two outputs to the residual stream; shrinking those projections keeps
+        # the stream's variance from growing with depth (GPT-2's scheme).
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx, targets=None, loss_mask=None, kv_cache: KVCache | None = None,
+                return_attention: bool = False):
+        """``idx`` (B, T) token ids -> ``(logits, loss)``, or ``(logits, loss, attentions)``.
+
+        - ``targets`` (B, T): the next token at each position; -100 = ignore. ``loss`` is None without targets.
+        - ``loss_mask`` (B, T): 1 where the loss counts (e.g. assistant tokens in SFT); see :func:`cross_entropy_loss`.
+        - ``kv_cache``: continue from the tokens stored there; ``idx`` are the next tokens.
+        - ``return_attention``: also return a list (one per layer) of (B, n_head, T, T_keys)
+          attention weights, computed explicitly (slower; for plots).
+        """
+        B, T = idx.shape
+        start = kv_cache.pos if kv_cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"{start + T} tokens exceed the context length block_size={self.config.block_size}; "
+                             "crop the input to the last block_size tokens")
+        x = self.drop(self.tok_emb(idx))
+        attentions = []
+        for i, block in enumerate(self.blocks):
+            x, attention = block(x, kv_cache, i, return_attention)
+            attentions.append(attention)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        logits = self.lm_head(self.norm(x))
+        loss = None if targets is None else cross_entropy_loss(logits, targets, loss_mask)
+        if return_attention:
+            return logits, loss, attentions
+        return logits, loss
+
+    def new_kv_cache(self) -> KVCache:
+        """An empty cache as long as the context; pass it to :meth:`forward` as ``kv_cache``."""
+        return KVCache(self.config.n_layer, self.config.block_size)
+
+    def num_params(self, exclude_embeddings: bool = False) -> int:
+        """Number of parameters, the tied embedding/output matrix counted once.
+
+        ``exclude_embeddings`` leaves out that matrix (vocab_size * n_embd): what is left is the
+        "transformer" proper, the figure scaling laws use.
+        """
+        n = sum(p.numel() for p in self.parameters())  # parameters() lists a shared tensor once
+        if exclude_embeddings:
+            n -= self.tok_emb.weight.numel()
+        return n
+
+    def param_breakdown(self) -> dict[str, int]:
+        """Where the parameters sit, by role (sums to :meth:`num_params`)."""
+        groups = {"token embedding (= output head)": 0, "attention (q, k, v, out)": 0,
+                  "MLP (SwiGLU)": 0, "RMSNorm gains": 0}
+        for name, p in self.named_parameters():  # the tied matrix appears once, as tok_emb
+            if name.startswith("tok_emb"):
+                key = "token embedding (= output head)"
+            elif ".attn." in name:
+                key = "attention (q, k, v, out)"
+            elif ".mlp." in name:
+                key = "MLP (SwiGLU)"
+            else:
+                key = "RMSNorm gains"
+            groups[key] += p.numel()
+        return groups
+
+
+# ----------------------------------------------------------------------------- stages
+
+def model_from_stage(stage, device=None) -> GPT:
+    """Rebuild the model a stage was saved from and load its weights (shapes checked).
+
+    The model is returned in eval mode on ``device`` (default: :func:`course_utils.config.device`);
+    call ``.train()`` before training it further.
+    """
+    from .stages import StageMismatchError
+
+    if not stage.model_config:
+        raise StageMismatchError(f"Stage {stage.name!r} has no model_config in its stage.json: it does not hold a model.")
+    model = GPT(GPTConfig.from_dict(stage.model_config))
+    stage.load_weights(model)
+    return model.to(device or course_config.device()).eval()
+
+
+def save_model_files(model: GPT) -> dict:
+    """The ``files`` entry for :func:`course_utils.stages.save_stage`: the weights as safetensors.
+
+    ``save_model`` (not ``save_file``) because the output head shares its matrix with the
+    embedding: save_model stores it once, and ``Stage.load_weights`` ties it back.
+    Use with ``meta=model_meta(model)`` so the stage records the shape.
+    """
+    from safetensors.torch import save_model
+
+    from .stages import WEIGHTS_FILE
+
+    return {WEIGHTS_FILE: lambda path: save_model(model, str(path))}
+
+
+def model_meta(model: GPT) -> dict:
+    """The ``meta`` entries a model stage needs: its config (to rebuild it) and its size."""
+    return {"model_config": model.config.to_dict(), "n_params": model.num_params()}
