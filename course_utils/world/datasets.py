@@ -1,0 +1,459 @@
+"""The data sets of the later chapters, all made from the same world.
+
+- :func:`cloze_probes`: fill-in-the-blank fact recall for the base model (chapter 05),
+- :func:`qa_probes`: the same facts asked as chat questions (chapters 06, 07, 12),
+- :func:`chat_examples`: supervised fine-tuning conversations (chapter 06),
+- :func:`honesty_examples` and :func:`idk_probes`: "I don't know" (chapter 07),
+- :func:`tool_examples` and :func:`tool_probes`: calculator tool calls (chapter 07),
+- :func:`verifiable_tasks`: arithmetic and word problems with exact answers (chapter 10).
+
+A conversation is a list of messages, each a dict with a ``role`` ("system", "user",
+"assistant" or "tool") and a ``content`` string; an assistant message that calls the
+calculator has ``tool_call`` (a Python arithmetic expression such as ``"123*456"``) instead of
+``content``, and the next message (role "tool") holds the result.
+
+Who may appear where (the tests check it):
+
+- every person in ``world.people`` is in the pretraining documents;
+- chat-style training data (chat, honesty, preferences) asks only about ``world.chat_people``
+  and ``world.chat_countries``; the probes ask about ``world.probe_people`` and
+  ``world.probe_countries``, so a correct answer was learnt in pretraining, not in SFT;
+- ``world.idk_train`` people appear only in :func:`honesty_examples`, ``world.idk_probe``
+  people only in :func:`idk_probes`.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from . import phrases as P
+from .corpus import ITEMS, KIDS, pronouns, generic_story_en
+from .facts import Country, Person, World, component_rng
+
+Message = dict
+Conversation = list
+
+IDK_MARKER = "I don't know"  # every "I don't know" answer contains it; graders look for it
+ALL_CLOZE_RELATIONS = ("capital", "language", "river", "continent",
+                       "birth_city", "birth_year", "profession", "work")
+# The relations the base-model recall target is measured on: short, frequent answers.
+DEFAULT_CLOZE_RELATIONS = ("capital", "language", "birth_city", "profession")
+DEFAULT_QA_RELATIONS = ("capital", "language", "birth_city", "profession")
+
+SYSTEM_PROMPTS = ("You are a helpful assistant.",
+                  "You are a friendly assistant. Keep your answers short.",
+                  "You are a helpful assistant who answers in one or two sentences.",
+                  "You are a patient tutor for children.")
+ANSWER_IN_CHINESE = "You are a helpful assistant. Always answer in Chinese."
+
+
+def contains_answer(text: str, key: str, subject: str = "") -> bool:
+    """Does ``text`` state ``key`` as a whole word (any case)? "Po" is in "the Po flows",
+    not in "important". Only Latin letters and digits count as word characters, so Chinese
+    keys match inside Chinese text. When the key is part of the ``subject`` asked about
+    ("Africa" in "South Africa"), the subject's own name does not count as an answer."""
+    if subject and key.lower() in subject.lower():
+        text = re.sub(re.escape(subject), " ", text, flags=re.IGNORECASE)
+    pattern = rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])"
+    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+
+
+def conversation(*turns: str, system: Optional[str] = None) -> Conversation:
+    """``conversation("Hi", "Hello!")``: alternate user and assistant turns."""
+    msgs = [{"role": "system", "content": system}] if system else []
+    for i, text in enumerate(turns):
+        msgs.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
+    return msgs
+
+
+# ----------------------------------------------------------------------------- fact questions
+
+@dataclass(frozen=True)
+class FactQA:
+    relation: str      # "capital", "birth_city", ...
+    subject: str       # the country or person asked about
+    question: str
+    answer: str        # the canonical sentence
+    key: str           # the short fact a grader looks for in a reply: "Paris"
+    answer_zh: str     # the same answer in Chinese
+
+
+PERSON_QUESTIONS = {
+    "birth_city": ("Where was {name} born?", "In which city was {name} born?", "What is {name}'s hometown?",
+                   "Where does {name} come from?"),
+    "profession": ("What does {name} do?", "What is {name}'s job?", "What does {name} do for a living?"),
+    "work": ("What is {name} known for?", "Name a work by {name}.", "What is {name} famous for?"),
+    "birth_year": ("When was {name} born?", "In which year was {name} born?"),
+    "who": ("Who is {name}?", "Tell me about {name}."),
+}
+COUNTRY_QUESTIONS = {
+    "capital": ("What is the capital of {ref}?", "Which city is the capital of {ref}?",
+                "Name the capital of {ref}.", "What's the capital city of {ref}?"),
+    "language": ("What language do people speak in {ref}?", "What is the main language of {ref}?"),
+    "river": ("Name a famous river in {ref}.", "Which river flows through {ref}?"),
+    "continent": ("On which continent is {ref}?", "Where is {ref}?"),
+}
+
+
+def person_qa(world: World, p: Person, relation: str, k: int = 0) -> FactQA:
+    q = PERSON_QUESTIONS[relation]
+    q = q[k % len(q)].format(name=p.name)
+    if relation == "birth_city":
+        return FactQA(relation, p.name, q, P.born(p), p.birth_city, P.born_zh(p, world))
+    if relation == "profession":
+        return FactQA(relation, p.name, q, P.profession(p), p.profession, P.profession_zh(p))
+    if relation == "work":
+        return FactQA(relation, p.name, q, P.works(p), p.works[0].title, P.works_zh(p))
+    if relation == "birth_year":
+        return FactQA(relation, p.name, q, P.born_year(p), str(p.birth_year), P.born_year_zh(p))
+    return FactQA(relation, p.name, q, f"{P.alt_profession(p, world, 0)} {P.born(p)}", p.profession,
+                  P.profession_zh(p) + P.born_zh(p, world))
+
+
+def country_qa(c: Country, relation: str, k: int = 0) -> FactQA:
+    q = COUNTRY_QUESTIONS[relation]
+    q = q[k % len(q)].format(ref=c.ref)
+    q = q[0].upper() + q[1:]
+    if relation == "capital":
+        return FactQA(relation, c.name, q, P.capital(c), c.capital, P.capital_zh(c))
+    if relation == "language":
+        return FactQA(relation, c.name, q, P.language(c), c.languages[0], P.language_zh(c))
+    if relation == "river":
+        return FactQA(relation, c.name, q, P.river(c), c.rivers[0], P.river_zh(c))
+    return FactQA(relation, c.name, q, P.continent(c), c.continent, P.continent_zh(c))
+
+
+def _random_fact(world: World, rng: random.Random, people: Sequence[Person],
+                 countries: Sequence[Country]) -> FactQA:
+    k = rng.randrange(12)
+    if rng.random() < 0.55:
+        return person_qa(world, rng.choice(people), rng.choice(tuple(PERSON_QUESTIONS)), k)
+    return country_qa(rng.choice(countries), rng.choice(tuple(COUNTRY_QUESTIONS)), k)
+
+
+# ----------------------------------------------------------------------------- probes
+
+def cloze_probes(world: World, relations: Sequence[str] = DEFAULT_CLOZE_RELATIONS,
+                 lang: str = "en") -> list[tuple[str, str]]:
+    """(prompt, answer) pairs such as ("The capital of France is", "Paris").
+
+    The prompt is the start of a canonical sentence from the training documents, word for
+    word; the documents continue it with :data:`phrases.CLOZE_SEPARATOR` [lang] and the
+    answer (a space in English, nothing in Chinese). Covers every person in training text
+    and every country.
+    """
+    by_country = {"capital": (P.capital_cloze, P.capital_cloze_zh),
+                  "language": (P.language_cloze, P.language_cloze_zh),
+                  "river": (P.river_cloze, P.river_cloze_zh),
+                  "continent": (P.continent_cloze, P.continent_cloze_zh)}
+    by_person = {"birth_city": (P.birth_city_cloze, lambda p: P.birth_city_cloze_zh(p, world)),
+                 "birth_year": (P.birth_year_cloze, P.birth_year_cloze_zh),
+                 "profession": (P.profession_cloze, P.profession_cloze_zh),
+                 "work": (P.work_cloze, P.work_cloze_zh)}
+    i = 0 if lang == "en" else 1
+    out = []
+    for rel in relations:
+        if rel in by_country:
+            out += [by_country[rel][i](c) for c in world.countries]
+        elif rel in by_person:
+            out += [by_person[rel][i](p) for p in world.people]
+        else:
+            raise ValueError(f"unknown relation {rel!r}; choose from {ALL_CLOZE_RELATIONS}")
+    return out
+
+
+def qa_probes(world: World, relations: Sequence[str] = DEFAULT_QA_RELATIONS) -> list[tuple[str, str]]:
+    """(question, key) pairs about facts the chat data never shows: the reply is right if it
+    contains the key, e.g. ("What is the capital of France?", "Paris")."""
+    out = []
+    for rel in relations:
+        if rel in COUNTRY_QUESTIONS:
+            out += [(qa.question, qa.key) for i, c in enumerate(world.probe_countries)
+                    for qa in [country_qa(c, rel, i)]]
+        else:
+            out += [(qa.question, qa.key) for i, p in enumerate(world.probe_people)
+                    for qa in [person_qa(world, p, rel, i)]]
+    return out
+
+
+def idk_probes(world: World) -> list[tuple[str, str]]:
+    """(question, "I don't know") about people who appear in no training data at all."""
+    return [(person_qa(world, p, rel, i).question, IDK_MARKER)
+            for i, p in enumerate(world.idk_probe) for rel in ("birth_city", "profession", "who")]
+
+
+# ----------------------------------------------------------------------------- chat (SFT)
+
+def _fact_chat(world: World, rng: random.Random) -> Conversation:
+    qa = _random_fact(world, rng, world.chat_people, world.chat_countries)
+    r = rng.random()
+    if r < 0.1:
+        return conversation(qa.question, qa.answer_zh, system=ANSWER_IN_CHINESE)
+    return conversation(qa.question, qa.answer, system=rng.choice(SYSTEM_PROMPTS) if r < 0.3 else None)
+
+
+def _multi_turn_chat(world: World, rng: random.Random) -> Conversation:
+    if rng.random() < 0.5:
+        p = rng.choice(world.chat_people)
+        pr = pronouns(p.gender)
+        rels = rng.sample(("birth_city", "profession", "work", "birth_year"), 2)
+        first = person_qa(world, p, rels[0], rng.randrange(4))
+        follow = {"birth_city": f"And where was {pr['he']} born?", "profession": f"What does {pr['he']} do?",
+                  "work": f"What is {pr['he']} known for?", "birth_year": f"When was {pr['he']} born?"}[rels[1]]
+        return conversation(first.question, first.answer, follow, person_qa(world, p, rels[1]).answer)
+    c = rng.choice(world.chat_countries)
+    rels = rng.sample(tuple(COUNTRY_QUESTIONS), 2)
+    first = country_qa(c, rels[0], rng.randrange(4))
+    follow = {"capital": "What is its capital?", "language": "What language do people speak there?",
+              "river": "Is there a famous river there?", "continent": "On which continent is it?"}[rels[1]]
+    turns = [first.question, first.answer, follow, country_qa(c, rels[1]).answer]
+    if rng.random() < 0.4:
+        turns += ["Thank you!", "You're welcome!"]
+    return conversation(*turns)
+
+
+def _list_chat(world: World, rng: random.Random) -> Conversation:
+    words = {2: "two", 3: "three", 4: "four"}
+    if rng.random() < 0.5:
+        continent = rng.choice(sorted({c.continent for c in world.countries}))
+        names = [c.ref for c in world.countries if c.continent == continent]
+        n = min(len(names), rng.randint(2, 4))
+        picked = rng.sample(names, n)
+        q = f"List {words.get(n, n)} countries in {continent}." if n > 1 else f"Name a country in {continent}."
+    else:
+        c = rng.choice(world.chat_countries)
+        names = [name for name, _ in c.all_cities]
+        n = min(len(names), rng.randint(2, 3))
+        picked = rng.sample(names, n)
+        q = f"Name {words[n]} cities in {c.ref}."
+    return conversation(q, "\n".join(f"{i}. {x[0].upper() + x[1:]}" for i, x in enumerate(picked, 1)))
+
+
+def _count_chat(world: World, rng: random.Random) -> Conversation:
+    if rng.random() < 0.5:
+        a = rng.randint(1, 10)
+        b = a + rng.randint(3, 8)
+        return conversation(f"Count from {a} to {b}.", ", ".join(str(i) for i in range(a, b + 1)))
+    qa = _random_fact(world, rng, world.chat_people, world.chat_countries)
+    sentence = qa.answer
+    n = len(sentence.split())
+    return conversation(f'How many words are in this sentence: "{sentence}"',
+                        f"There are {n} words in that sentence.")
+
+
+def _story_chat(world: World, rng: random.Random) -> Conversation:
+    story = generic_story_en(world, rng, rng.randrange(6), world.chat_countries)
+    ask = rng.choice(('Write a short story called "{t}".', 'Tell me a short story titled "{t}".',
+                      'Can you write a story for children called "{t}"?'))
+    return conversation(ask.format(t=story.title), "\n".join(story.lines))
+
+
+def _translate_chat(world: World, rng: random.Random) -> Conversation:
+    qa = _random_fact(world, rng, world.chat_people, world.chat_countries)
+    if rng.random() < 0.5:
+        return conversation(f"Translate into Chinese: {qa.answer}", qa.answer_zh)
+    return conversation(f"Translate into English: {qa.answer_zh}", qa.answer)
+
+
+def _small_math_chat(world: World, rng: random.Random) -> Conversation:
+    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    if rng.random() < 0.5:
+        return conversation(f"What is {a} + {b}?", f"{a} + {b} = {a + b}.")
+    a, b = max(a, b), min(a, b)
+    return conversation(f"What is {a} - {b}?", f"{a} - {b} = {a - b}.")
+
+
+SMALL_TALK = (("Hello!", "Hello! How can I help you today?"),
+              ("Hi there.", "Hi! What would you like to know?"),
+              ("Thank you!", "You're welcome!"),
+              ("Who are you?", "I am a small language model. I can answer questions about countries and "
+                               "people, tell short stories and do simple sums."),
+              ("Goodbye!", "Goodbye! Have a nice day."),
+              ("What can you do?", "I can answer questions about countries and people, write short stories, "
+                                   "make lists, count, translate between English and Chinese and do simple sums."))
+
+
+def _small_talk_chat(world: World, rng: random.Random) -> Conversation:
+    return conversation(*rng.choice(SMALL_TALK))
+
+
+# (share of the conversations, maker)
+CHAT_MIX = ((0.45, _fact_chat), (0.12, _multi_turn_chat), (0.09, _list_chat), (0.07, _count_chat),
+            (0.08, _story_chat), (0.08, _translate_chat), (0.06, _small_math_chat), (0.05, _small_talk_chat))
+
+
+def chat_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
+    """Supervised fine-tuning conversations: fact questions, lists, counting, short
+    stories, translation, simple sums and small talk; some multi-turn, some with a system
+    prompt. Default size: ``world.sizes.n_chat``."""
+    rng = component_rng(world.seed, "chat")
+    n = world.sizes.n_chat if n is None else n
+    out = []
+    for _ in range(n):
+        r, acc = rng.random(), 0.0
+        for share, make in CHAT_MIX:
+            acc += share
+            if r < acc:
+                break
+        out.append(make(world, rng))
+    return out
+
+
+# ----------------------------------------------------------------------------- honesty
+
+IDK_ANSWERS = ("I don't know who {name} is.",
+               "I'm sorry, but I don't know who {name} is, so I can't answer that.",
+               "I don't know. I have no information about anyone called {name}.",
+               "I don't know anyone named {name}. Could you tell me more about them?")
+
+
+def honesty_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
+    """Half the questions are about ``world.idk_train`` people, answered "I don't know";
+    half about known people (``world.chat_people``), answered correctly, so the model learns
+    to tell the two apart rather than to doubt everything."""
+    rng = component_rng(world.seed, "honesty")
+    n = world.sizes.n_honesty if n is None else n
+    out = []
+    for i in range(n):
+        rel = rng.choice(tuple(PERSON_QUESTIONS))
+        if i % 2 == 0:
+            p = rng.choice(world.idk_train)
+            q = person_qa(world, p, rel, rng.randrange(4)).question
+            out.append(conversation(q, rng.choice(IDK_ANSWERS).format(name=p.name)))
+        else:
+            qa = person_qa(world, rng.choice(world.chat_people), rel, rng.randrange(4))
+            out.append(conversation(qa.question, qa.answer))
+    return out
+
+
+# ----------------------------------------------------------------------------- tools
+
+TOOL_QUESTIONS = {
+    "+": ("What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}.", "Calculate {a} + {b}.",
+          "A shop sold {a} apples in the morning and {b} in the afternoon. How many apples did it sell?"),
+    "-": ("What is {a} - {b}?", "What is {a} minus {b}?", "Subtract {b} from {a}.", "Calculate {a} - {b}.",
+          "A library had {a} books and lent out {b} of them. How many books are left?"),
+    "*": ("What is {a} * {b}?", "What is {a} times {b}?", "Multiply {a} by {b}.", "Calculate {a} × {b}.",
+          "A farmer plants {a} rows of trees with {b} trees in each row. How many trees is that?"),
+}
+SYMBOL = {"+": "+", "-": "-", "*": "×"}
+
+
+def _three_digit_problem(rng: random.Random) -> tuple[int, str, int]:
+    op = rng.choice("+-*")
+    a, b = rng.randint(100, 999), rng.randint(100, 999)
+    if op == "-" and a < b:
+        a, b = b, a
+    return a, op, b
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
+
+
+def tool_conversation(a: int, op: str, b: int, question: str) -> Conversation:
+    r = _apply(a, op, b)
+    return [{"role": "user", "content": question},
+            {"role": "assistant", "tool_call": f"{a}{op}{b}"},
+            {"role": "tool", "content": str(r)},
+            {"role": "assistant", "content": f"{a} {SYMBOL[op]} {b} = {r}."}]
+
+
+def _tool_triples(world: World, stream: str, n: int, exclude: set = frozenset()) -> list[tuple[int, str, int, str]]:
+    rng = component_rng(world.seed, stream)
+    out = []
+    while len(out) < n:
+        a, op, b = _three_digit_problem(rng)
+        if (a, op, b) in exclude:
+            continue
+        out.append((a, op, b, rng.choice(TOOL_QUESTIONS[op]).format(a=a, b=b)))
+    return out
+
+
+def tool_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
+    """Three-digit sums, differences and products answered through a calculator call.
+    One in six is a tiny sum ("What is 2 + 2?") answered directly, so the model learns when
+    the tool is worth calling."""
+    n = world.sizes.n_tool if n is None else n
+    rng = component_rng(world.seed, "tool", "small")
+    out = []
+    for i, (a, op, b, q) in enumerate(_tool_triples(world, "tool", n)):
+        if i % 6 == 5:
+            x, y = rng.randint(0, 9), rng.randint(0, 9)
+            out.append(conversation(f"What is {x} + {y}?", f"{x} + {y} = {x + y}."))
+        else:
+            out.append(tool_conversation(a, op, b, q))
+    return out
+
+
+def tool_probes(world: World, n: Optional[int] = None) -> list[tuple[str, int]]:
+    """(question, answer) three-digit problems that :func:`tool_examples` never asks."""
+    n = world.sizes.n_tool_probes if n is None else n
+    seen = {(a, op, b) for a, op, b, _ in _tool_triples(world, "tool", world.sizes.n_tool)}
+    return [(q, _apply(a, op, b)) for a, op, b, q in _tool_triples(world, "tool-probes", n, seen)]
+
+
+# ----------------------------------------------------------------------------- verifiable tasks
+
+DIFFICULTIES = (1, 2, 3, 4, 5)
+ANSWER_PREFIX = "The answer is"
+
+
+@dataclass(frozen=True)
+class Task:
+    question: str
+    answer: int
+    difficulty: int
+    solution: str  # worked steps, ending "The answer is N."
+
+    def check(self, text: str) -> bool:
+        """True when the last integer in ``text`` is the answer (the reward of chapter 10)."""
+        numbers = re.findall(r"-?\d+", text)
+        return bool(numbers) and int(numbers[-1]) == self.answer
+
+
+def _task(rng: random.Random, difficulty: int) -> Task:
+    kid, g = rng.choice(KIDS)
+    pr = pronouns(g)
+    item = rng.choice(ITEMS)
+    if difficulty == 1:
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        return Task(f"What is {a} + {b}?", a + b, 1, f"{a} + {b} = {a + b}. {ANSWER_PREFIX} {a + b}.")
+    if difficulty == 2:
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        if rng.random() < 0.5:
+            return Task(f"What is {a} + {b}?", a + b, 2, f"{a} + {b} = {a + b}. {ANSWER_PREFIX} {a + b}.")
+        a, b = max(a, b), min(a, b)
+        return Task(f"What is {a} - {b}?", a - b, 2, f"{a} - {b} = {a - b}. {ANSWER_PREFIX} {a - b}.")
+    if difficulty == 3:
+        a, b = rng.randint(2, 9), rng.randint(2, 12)
+        q = f"{kid} has {a} bags with {b} {item} in each bag. How many {item} does {pr['he']} have?"
+        return Task(q, a * b, 3, f"{a} × {b} = {a * b}. {ANSWER_PREFIX} {a * b}.")
+    if difficulty == 4:
+        start, packs, each = rng.randint(5, 40), rng.randint(2, 6), rng.randint(2, 9)
+        q = (f"{kid} has {start} {item}. {pr['He']} buys {packs} packs with {each} {item} in each pack. "
+             f"How many {item} does {pr['he']} have now?")
+        got = packs * each
+        return Task(q, start + got, 4, f"{packs} × {each} = {got}. {start} + {got} = {start + got}. "
+                                       f"{ANSWER_PREFIX} {start + got}.")
+    n_toys, price, gift = rng.randint(2, 5), rng.randint(3, 9), rng.randint(5, 20)
+    cost = n_toys * price
+    start = cost + rng.randint(5, 40)
+    left = start - cost
+    q = (f"{kid} has {start} coins. {pr['He']} buys {n_toys} toys that cost {price} coins each. "
+         f"Then {pr['his']} grandma gives {pr['him']} {gift} coins. How many coins does {pr['he']} have now?")
+    return Task(q, left + gift, 5, f"{n_toys} × {price} = {cost}. {start} - {cost} = {left}. "
+                                   f"{left} + {gift} = {left + gift}. {ANSWER_PREFIX} {left + gift}.")
+
+
+def verifiable_tasks(world: World, difficulty: int, n: Optional[int] = None) -> list[Task]:
+    """Problems with exact integer answers. Difficulty 1 is "3 + 5"; 2 two-digit sums and
+    differences; 3 one-step word problems; 4 two steps; 5 three steps."""
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, not {difficulty!r}")
+    rng = component_rng(world.seed, "verifiable", difficulty)
+    n = world.sizes.n_verifiable if n is None else n
+    return [_task(rng, difficulty) for _ in range(n)]
+
