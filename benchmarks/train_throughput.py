@@ -1,0 +1,174 @@
+"""Training and generation speed of the course model, printed as JSON.
+
+Training: tokens per second of ``course_utils.train.train`` on the course model (the active
+profile's shape, default ``cpu``) against a plain nanoGPT-style reference written here (LayerNorm,
+learned positions, GELU MLP, SDPA attention, tied embeddings, a textbook AdamW loop), same
+batch, near-equal parameter count. The two alternate round by round in one process and the
+median of each is compared, so machine noise hits both alike. Target: ratio >= 1.0.
+
+Generation: new tokens per second for 256 greedy tokens with and without the KV cache.
+Target: the cache >= 3x faster.
+
+    .venv/bin/python benchmarks/train_throughput.py [--rounds 5] [--steps 8]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from course_utils import config
+from course_utils.generate import generate
+from course_utils.model import GPT, default_config
+from course_utils.train import TrainConfig, train
+
+
+# ----------------------------------------------------------------------------- the reference
+
+class RefBlock(nn.Module):
+    def __init__(self, d, n_head, hidden):
+        super().__init__()
+        self.n_head = n_head
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, hidden), nn.Linear(hidden, d)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class RefGPT(nn.Module):
+    """A plain GPT-2-style model: what one would write from a textbook."""
+
+    def __init__(self, vocab, block, d, n_layer, n_head, hidden):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(block, d)
+        self.blocks = nn.ModuleList(RefBlock(d, n_head, hidden) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        self.head.weight = self.wte.weight
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=0.02)
+
+    def forward(self, idx, targets):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.size(1)))
+        for b in self.blocks:
+            x = b(x)
+        logits = self.head(self.ln_f(x))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def ref_train(model, get_batch, steps, batch_size, gen, opt):
+    for _ in range(steps):
+        x, y = get_batch("train", batch_size, gen)
+        loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=8, help="optimizer steps per round")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--vocab", type=int, default=2048)
+    ap.add_argument("--gen-tokens", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    cfg = default_config(args.vocab)
+    T, B = cfg.block_size, args.batch
+    course = GPT(cfg)
+    ref = RefGPT(cfg.vocab_size, T, cfg.n_embd, cfg.n_layer, cfg.n_head, 4 * cfg.n_embd)
+    data = torch.randint(0, cfg.vocab_size, (200_000,))
+
+    def get_batch(split, batch_size, gen):
+        starts = torch.randint(len(data) - T - 1, (batch_size,), generator=gen)
+        idx = starts[:, None] + torch.arange(T + 1)
+        chunk = data[idx]
+        return chunk[:, :-1], chunk[:, 1:]
+
+    tcfg = TrainConfig(max_steps=args.steps, batch_size=B, lr=1e-4, warmup_steps=1, eval_every=0, eval_batches=0)
+    ref_opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0.1)
+    ref_gen = torch.Generator().manual_seed(0)
+    tokens = args.steps * B * T
+    # Wall-clock tokens/s is what a learner feels; tokens per CPU-second (process time, all
+    # threads) is steadier when other programs share the cores, so both are reported.
+    wall = {"course": [], "ref": []}
+    cpu = {"course": [], "ref": []}
+    for r in range(args.rounds + 1):  # round 0 warms both up and is not counted
+        order = ("course", "ref") if r % 2 == 0 else ("ref", "course")
+        for which in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            if which == "course":
+                train(course, get_batch, tcfg, progress=False, verbose=False)
+            else:
+                ref_train(ref, get_batch, args.steps, B, ref_gen, ref_opt)
+            if r:
+                wall[which].append(tokens / (time.perf_counter() - t0))
+                cpu[which].append(tokens / (time.process_time() - c0))
+    med = {k: {w: statistics.median(v[w]) for w in v} for k, v in (("wall", wall), ("cpu", cpu))}
+
+    # Generation: greedy, one-token prompt, the same model with and without the KV cache.
+    course.eval()
+    n_new = min(args.gen_tokens, T)
+    gen_tps = {}
+    for use_cache in (True, False, True, False):
+        t0 = time.perf_counter()
+        out = generate(course, [0], n_new, temperature=0.0, use_cache=use_cache)
+        gen_tps.setdefault(use_cache, []).append(len(out) / (time.perf_counter() - t0))
+    cached, uncached = max(gen_tps[True]), max(gen_tps[False])
+
+    result = {
+        "profile": config.profile(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "shape": {"vocab": cfg.vocab_size, "block": T, "batch": B, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
+                  "n_embd": cfg.n_embd},
+        "params": {"course": course.num_params(), "reference": n_params(ref)},
+        "train_tokens_per_s": {
+            "course": round(med["wall"]["course"]),
+            "reference": round(med["wall"]["ref"]),
+            "ratio": round(med["wall"]["course"] / med["wall"]["ref"], 3),
+            "per_cpu_second": {"course": round(med["cpu"]["course"]), "reference": round(med["cpu"]["ref"]),
+                               "ratio": round(med["cpu"]["course"] / med["cpu"]["ref"], 3)},
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "rounds": args.rounds,
+            "steps_per_round": args.steps,
+            "target_ratio": 1.0,
+        },
+        "generate_tokens_per_s": {
+            "new_tokens": n_new,
+            "kv_cache": round(cached, 1),
+            "no_cache": round(uncached, 1),
+            "speedup": round(cached / uncached, 2),
+            "target_speedup": 3.0,
+        },
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
