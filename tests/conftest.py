@@ -1,6 +1,11 @@
 """Every test runs in the `ci` profile with its own empty COURSE_HOME, so tests never touch
 the learner's checkpoints and never depend on each other's files."""
 import pytest
+import torch
+
+# Test models are tiny: one thread is faster than two for them (no synchronisation),
+# and it keeps timings sane when the machine is busy.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
