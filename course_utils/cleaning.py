@@ -29,7 +29,6 @@ import json
 import re
 import time
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
@@ -526,9 +525,9 @@ def exact_duplicates(texts: list[str]) -> list[int | None]:
 SHINGLE_SIZE = 5
 NEAR_DUP_JACCARD = 0.7  # what we call a near-duplicate (the world generator's definition too)
 # The estimate is an average of NUM_PERM coin flips, so its standard error at J = 0.7 is
-# sqrt(0.7 * 0.3 / NUM_PERM): 0.04 with 128 permutations, 0.014 with 1024. The crawl is full
-# of pairs just above and just below 0.7 (stories made from one template), so we pay for a
-# tight estimate: 1024 permutations cost a few seconds here.
+# sqrt(0.7 * 0.3 / NUM_PERM): 0.04 with 128 permutations, 0.014 with 1024. Some of the crawl's
+# near-copies sit just above 0.7, so we pay for a tight estimate: 1024 permutations cost a few
+# seconds here.
 NUM_PERM = 1024
 BANDS, ROWS = 128, 8  # BANDS * ROWS == NUM_PERM; the S-curve's midpoint (1/BANDS) ** (1/ROWS) ≈ 0.55
 # Accept a pair whose estimate is at most one standard error under the definition: a true 0.7
@@ -625,7 +624,7 @@ def lsh_candidate_pairs(signatures: np.ndarray, bands: int = BANDS, rows: int = 
     """Pairs (i < j) whose signatures agree on all rows of at least one band.
 
     Signatures with the same band values land in the same bucket. A bucket of k texts holds
-    k(k-1)/2 pairs; hundreds of stories made from one template would make that explode, so a
+    k(k-1)/2 pairs; hundreds of pages made from one template would make that explode, so a
     bucket larger than MAX_BUCKET_FOR_ALL_PAIRS pairs each text only with the bucket's first
     text and with its neighbour in the bucket. Clustering joins them all the same.
     """
@@ -870,12 +869,9 @@ def score_against_labels(report: CleaningReport, pages) -> list[dict]:
     precision = of the pages it removed, the share that should go for that reason; recall = of
     the labelled pages that reached it, the share it removed.
 
-    Duplicates: recall counts the labelled copies (reprints, near-duplicates) whose original also
-    reached the dedup step. A removed page is a correct catch if another page of its cluster
-    carries the same document, or really is a near-duplicate of it (exact Jaccard ≥
-    NEAR_DUP_JACCARD): the synthetic world itself contains documents that are (near-)copies of
-    each other, e.g. two stories made from one template with one name changed, and the labels do
-    not mark those. ``precision_same_document`` counts only the first kind.
+    Duplicates: the pages that should go are the labelled copies (exact reprints for the exact
+    step, near-duplicates for the near step) whose original also reached that step. The world's
+    documents are all distinct from one another, so the labels name every duplicate there is.
 
     PII recall is the share of inserted emails/phone numbers missing from the redacted text;
     PII precision the share of redacted strings that were inserted PII.
@@ -884,7 +880,6 @@ def score_against_labels(report: CleaningReport, pages) -> list[dict]:
     labels = {str(p.url): _label(p) for p in pages}
     if any(v is None for v in labels.values()):
         raise ValueError("score_against_labels() needs pages with hidden labels (world.crawl pages).")
-    by_url = {r.url: r for r in report.pages}
     should_go = {
         "language": lambda lab: lab.kind == "foreign",
         "spam": lambda lab: lab.kind == "spam",
@@ -900,41 +895,15 @@ def score_against_labels(report: CleaningReport, pages) -> list[dict]:
             row.update(_precision_recall(flagged, [should_go[step](labels[r.url]) for r in reached]))
         else:
             copy_of = (lambda lab: lab.exact_dup_of) if step == "exact_dup" else (lambda lab: lab.near_dup_of)
-            actual = [copy_of(labels[r.url]) in reached_urls for r in reached]
-            row.update(_precision_recall(flagged, actual))
-            removed = [r for r in reached if r.removed_by == step]
-            same_doc, true_dup = _check_clusters(removed, by_url, labels)
-            row["precision"] = true_dup / len(removed) if removed else 1.0
-            row["precision_same_document"] = same_doc / len(removed) if removed else 1.0
+            row.update(_precision_recall(flagged, [copy_of(labels[r.url]) in reached_urls for r in reached]))
         rows.append({**row, "seconds": round(report.seconds.get(step, 0.0), 3)})
         reached = [r for r in reached if r.removed_by != step]
     rows.append({"filter": "pii", "pages_in": len(report.pages), **_pii_scores(report, labels),
                  "seconds": round(report.seconds.get("pii", 0.0), 3)})
     for row in rows:
-        for key in ("precision", "recall", "precision_same_document"):
-            if key in row:
-                row[key] = round(row[key], 4)
+        for key in ("precision", "recall"):
+            row[key] = round(row[key], 4)
     return rows
-
-
-def _check_clusters(removed: list[PageResult], by_url: dict, labels: dict) -> tuple[int, int]:
-    """How many removed pages share a document with another page of their cluster, and how many
-    either share one or are a true near-duplicate (exact Jaccard) of another page of it."""
-    clusters: dict[str, list[PageResult]] = {}
-    for r in removed:
-        clusters.setdefault(r.duplicate_of, [by_url[r.duplicate_of]]).append(r)
-    same_doc = true_dup = 0
-    for members in clusters.values():
-        docs = Counter(labels[m.url].doc_id for m in members)
-        sets = [shingles(dedup_view(m.text)) for m in members]
-        for k, r in enumerate(members[1:], start=1):
-            doc = labels[r.url].doc_id
-            if doc is not None and docs[doc] > 1:
-                same_doc += 1
-                true_dup += 1
-            elif any(jaccard(sets[k], other) >= NEAR_DUP_JACCARD for o, other in enumerate(sets) if o != k):
-                true_dup += 1
-    return same_doc, true_dup
 
 
 def _pii_scores(report: CleaningReport, labels: dict) -> dict:

@@ -1,6 +1,6 @@
 """Turning a model into text: pick the next token, append it, repeat.
 
-Three layers, each usable on its own:
+Four layers, each usable on its own:
 
 - :func:`sample_next` — one step: logits -> a token id (greedy, temperature, top-k, top-p).
   :func:`next_token_probs` shows the distribution it samples from.
@@ -9,6 +9,9 @@ Three layers, each usable on its own:
   instead of the whole context. ``Decoder.feed`` also accepts several tokens at once: that is
   how a prompt is read, and how a tool's answer can be injected mid-generation.
 - :func:`stream` / :func:`generate` / :func:`generate_batch` / :func:`text_generate` — the loop.
+- :func:`chat_reply` / :func:`chat_replies` — a chat model's reply to a conversation, with the
+  tool-call loop: when the model writes ``<|tool_call|>expr<|/tool_call|>`` the calculator runs
+  and its result is appended to the context as a tool message, then generation continues.
 
 Conventions (the same everywhere in this module):
 
@@ -27,6 +30,7 @@ Conventions (the same everywhere in this module):
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -239,3 +243,214 @@ def text_generate(model, tokenizer, prompt: str, max_new_tokens: int = 100, *, s
     if new and new[-1] in stops:
         new = new[:-1]
     return tokenizer.decode(new)
+
+
+# ----------------------------------------------------------------------------- chat and the tool loop
+
+# Why a chat reply ended (ChatTrace.stop).
+STOP_END_OF_TURN = "end_of_turn"        # the model wrote <|im_end|>: a properly closed turn
+STOP_END_OF_TEXT = "end_of_text"        # it wrote <|endoftext|> (a base model's "page over")
+STOP_MAX_NEW_TOKENS = "max_new_tokens"  # it ran out of budget before closing the turn
+STOP_MAX_TOOL_CALLS = "max_tool_calls"  # it asked for one tool call more than allowed
+STOP_TOOL_CALL = "tool_call"            # it asked for a tool, but tools are switched off
+MAX_TOOL_CALLS = 3                      # tool calls allowed in one reply, by default
+# Chat replies are decoded on one thread. Each step moves tiny tensors (a few rows of one token),
+# so a second thread buys nothing; on a busy 2-core machine the threads' spin-waiting made the
+# chat evaluations 60x slower (known-fact QA, ci profile: 92 s on 2 threads, 1.4 s on 1).
+GENERATION_THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch threads (None: unchanged), then restore the previous number."""
+    before = torch.get_num_threads()
+    if not n or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class ChatTrace:
+    """Everything that happened while one chat reply was generated.
+
+    - ``segments``: the context in order, as ``(source, ids)`` with ``source`` one of
+      ``"prompt"`` (the rendered conversation), ``"model"`` (what the model wrote) and
+      ``"tool"`` (a tool result the loop injected); :attr:`ids` joins them.
+    - ``tool_calls``: one ``{"expression", "result", "ok"}`` per calculator call that was run.
+    - ``stop``: why the reply ended (``end_of_turn`` when the model closed its turn with
+      ``<|im_end|>``; see the ``STOP_*`` constants).
+    - ``new_tokens``: tokens the model wrote (injected results not counted).
+    - ``truncated``: the prompt (or the context after a tool result) was cut to fit the
+      context window, by the same rule as in training (:func:`course_utils.chat.truncate_pieces`).
+    """
+
+    segments: list = field(default_factory=list)
+    tool_calls: list = field(default_factory=list)
+    stop: str = ""
+    new_tokens: int = 0
+    truncated: bool = False
+
+    @property
+    def ids(self) -> list[int]:
+        return [i for _, seg in self.segments for i in seg]
+
+    @property
+    def closed(self) -> bool:
+        """Did the reply end with ``<|im_end|>``, the way a chat turn should?"""
+        return self.stop == STOP_END_OF_TURN
+
+
+@dataclass
+class _Row:
+    """One conversation being answered by :func:`chat_replies`."""
+
+    base: list  # chat.Piece list of the conversation plus the assistant header (for re-truncation)
+    ids: list[int]  # the current context
+    remaining: int  # tokens the model may still write
+    trace: ChatTrace
+    turn: list[int] = field(default_factory=list)  # model and tool ids since the assistant header
+    done: bool = False
+
+
+def chat_replies(model, tokenizer, conversations: Sequence[list], max_new_tokens: int = 64, *,
+                 tools: bool = True, max_tool_calls: int = MAX_TOOL_CALLS, temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> list[tuple[list[dict], ChatTrace]]:
+    """Answer several conversations at once; see :func:`chat_reply` for one. Returns a list of
+    ``(messages, trace)`` in the order given.
+
+    The loop, per conversation:
+
+    1. render the conversation for completion (``<|im_start|>assistant\\n`` at the end), cut to
+       ``block_size - max_new_tokens`` tokens by the chat template's truncation rule, so the
+       reply always fits;
+    2. generate until ``<|im_end|>``, ``<|endoftext|>`` or ``<|/tool_call|>``;
+    3. on ``<|/tool_call|>``: read the expression written after ``<|tool_call|>``, run
+       :func:`course_utils.tools.calculate` on it (it never raises: a refused expression gives
+       an ``"error: ..."`` text), append the result as a tool message
+       (:func:`course_utils.chat.render_tool_result`, which also opens the next assistant
+       turn) and go back to 2. If the context would overflow, it is re-cut by the same rule.
+
+    At most ``max_tool_calls`` calls are run per reply; one more ends the reply
+    (``stop="max_tool_calls"``). With ``tools=False`` a call ends the reply unanswered
+    (``stop="tool_call"``). ``max_new_tokens`` bounds the tokens the model writes in the whole
+    reply, tool results not counted. Greedy by default (``temperature=0``).
+
+    ``messages`` are the new messages, in the course's conversation format: for a reply with one
+    calculator call ``[{"role": "assistant", "tool_call": "123*456"}, {"role": "tool", "content":
+    "56088"}, {"role": "assistant", "content": "123 × 456 = 56088."}]``. They are what the model
+    wrote, parsed: the last content may be empty (the model wrote nothing), and a reply that
+    stopped at an unanswered call ends with that call.
+    """
+    from . import chat
+
+    block = model.config.block_size
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    if max_new_tokens >= block:
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for the conversation in a context of "
+                         f"{block} tokens; use fewer than {block}")
+    rows = []
+    for conv in conversations:
+        base = chat.conversation_pieces(conv, tokenizer, for_completion=True)  # validates
+        ids, _ = chat.truncate_pieces(base, block - max_new_tokens)
+        trace = ChatTrace(segments=[("prompt", ids)], truncated=len(ids) < sum(len(p.ids) for p in base))
+        rows.append(_Row(base, list(ids), max_new_tokens, trace))
+    with torch_threads(GENERATION_THREADS):
+        _tool_loop(model, tokenizer, rows, tools=tools, max_tool_calls=max_tool_calls, temperature=temperature,
+                   top_k=top_k, top_p=top_p, use_cache=use_cache, generator=generator)
+    return [(_reply_messages(r.trace, tokenizer), r.trace) for r in rows]
+
+
+def _tool_loop(model, tokenizer, rows: list[_Row], *, tools, max_tool_calls, temperature, top_k, top_p, use_cache,
+               generator) -> None:
+    """Generate for every row until each is done: rounds of generate_batch, a tool call between rounds."""
+    from . import chat
+    from .tools import calculate
+
+    block = model.config.block_size
+    im_end, call_end, eot = stops = chat.assistant_stop_ids(tokenizer)
+    while True:
+        active = [r for r in rows if not r.done]
+        if not active:
+            break
+        # generate_batch takes one budget: rows with different budgets go in separate calls.
+        by_budget: dict[int, list[_Row]] = {}
+        for r in active:
+            by_budget.setdefault(r.remaining, []).append(r)
+        for budget, group in by_budget.items():
+            outs = generate_batch(model, [r.ids for r in group], budget, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, stop_ids=stops, use_cache=use_cache, generator=generator)
+            for r, new in zip(group, outs):
+                r.ids += new
+                r.turn += new
+                r.remaining -= len(new)
+                r.trace.new_tokens += len(new)
+                r.trace.segments.append(("model", new))
+                last = new[-1] if new else None
+                if last == im_end:
+                    r.done, r.trace.stop = True, STOP_END_OF_TURN
+                elif last == eot:
+                    r.done, r.trace.stop = True, STOP_END_OF_TEXT
+                elif last != call_end:
+                    r.done, r.trace.stop = True, STOP_MAX_NEW_TOKENS
+                elif not tools:
+                    r.done, r.trace.stop = True, STOP_TOOL_CALL
+                elif len(r.trace.tool_calls) >= max_tool_calls:
+                    r.done, r.trace.stop = True, STOP_MAX_TOOL_CALLS
+                elif r.remaining <= 0:
+                    r.done, r.trace.stop = True, STOP_MAX_NEW_TOKENS
+                else:
+                    expression = chat.parse_assistant_reply(new, tokenizer).get("tool_call", "")
+                    result = calculate(expression)
+                    r.trace.tool_calls.append({"expression": expression, "result": result.text, "ok": result.ok})
+                    injected = chat.render_tool_result(result.text, tokenizer)
+                    r.trace.segments.append(("tool", injected))
+                    r.turn += injected
+                    if len(r.ids) + len(injected) + r.remaining <= block:
+                        r.ids += injected  # the usual case: the result is simply appended
+                    else:  # it would overflow: cut the whole context again by the one rule
+                        turn_piece = chat.Piece(r.turn, [0] * len(r.turn), r.base[-1].turn)
+                        r.ids, _ = chat.truncate_pieces(r.base + [turn_piece], block - r.remaining)
+                        r.trace.truncated = True
+
+
+def _reply_messages(trace: ChatTrace, tokenizer) -> list[dict]:
+    """The trace's model and tool segments as conversation messages."""
+    from . import chat
+
+    messages: list[dict] = []
+    calls = iter(trace.tool_calls)
+    segments = trace.segments[1:]
+    for k, (source, ids) in enumerate(segments):
+        if source == "tool":
+            continue
+        msg = chat.parse_assistant_reply(ids, tokenizer)
+        messages.append(msg)
+        if k + 1 < len(segments) and segments[k + 1][0] == "tool":  # the loop ran this call
+            msg.setdefault("tool_call", "")  # a stray <|/tool_call|> with no opening tag
+            messages.append({"role": "tool", "content": next(calls)["result"]})
+    return messages
+
+
+def chat_reply(model, tokenizer, conversation: list, max_new_tokens: int = 64, *, tools: bool = True,
+               max_tool_calls: int = MAX_TOOL_CALLS, temperature: float = 0.0, top_k: int | None = None,
+               top_p: float | None = None, use_cache: bool = True,
+               generator: torch.Generator | None = None) -> tuple[list[dict], ChatTrace]:
+    """The assistant's reply to ``conversation`` (a list of ``{"role", "content"}`` messages whose
+    last one is from the user): ``(messages, trace)``, running the calculator when the model
+    calls it. ``conversation + messages`` is the conversation with the reply added; the answer
+    to show is ``messages[-1]["content"]``. See :func:`chat_replies` for the details.
+
+    >>> messages, trace = chat_reply(model, tok, [{"role": "user", "content": "What is 123*456?"}])
+    >>> trace.tool_calls
+    [{'expression': '123*456', 'result': '56088', 'ok': True}]
+    """
+    return chat_replies(model, tokenizer, [conversation], max_new_tokens, tools=tools, max_tool_calls=max_tool_calls,
+                        temperature=temperature, top_k=top_k, top_p=top_p, use_cache=use_cache,
+                        generator=generator)[0]

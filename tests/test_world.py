@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import random
 import re
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -21,6 +23,7 @@ from course_utils.world import (ALL_CLOZE_RELATIONS, CLOZE_SEPARATOR, COUNTRIES,
                                 crawl, default_sizes, documents, domain_corpus, honesty_examples, idk_probes,
                                 jaccard, judge, preference_pairs, preference_prompts, qa_probes,
                                 rater_noise_ceiling, tool_examples, tool_probes, verifiable_tasks, word_shingles)
+from course_utils import cleaning
 from course_utils.world import corpus, web
 
 SEED = 1337
@@ -101,6 +104,47 @@ def article_paragraphs(html: str) -> list[str]:
 def content_lines(page) -> list[str]:
     """The article paragraphs without the inserted PII lines."""
     return [p for p in article_paragraphs(page.html) if not any(x in p for x in page.label.pii)]
+
+
+def shingle_set(text: str, lang: str) -> set:
+    """5-shingles as chapter 01 compares texts: the world's word shingles, and for Chinese the
+    cleaning's character shingles (Chinese has no spaces between words)."""
+    return cleaning.shingles(text) if lang == "zh" else word_shingles(text)
+
+
+def similar_pairs(sets: list[set], threshold: float) -> list[tuple[int, int, float]]:
+    """Every pair (i, j, Jaccard) with Jaccard >= threshold, found exactly without comparing all
+    pairs (prefix filtering): order each set's shingles rarest first; two sets that similar must
+    share one of the first ``n - ceil(threshold * n) + 1`` shingles of each, so an inverted index
+    over those prefixes finds every candidate, and each candidate is checked with exact sets."""
+    frequency = Counter(x for s in sets for x in s)
+    order = {x: (f, i) for i, (x, f) in enumerate(frequency.items())}
+    index: dict = defaultdict(list)
+    found = []
+    for j, s in enumerate(sets):
+        prefix = sorted(s, key=order.__getitem__)[: len(s) - math.ceil(threshold * len(s)) + 1]
+        for i in sorted({i for x in prefix for i in index[x]}):
+            similarity = jaccard(sets[i], s)
+            if similarity >= threshold:
+                found.append((i, j, similarity))
+        for x in prefix:
+            index[x].append(j)
+    return found
+
+
+def duplicate_documents(docs) -> list[tuple[str, str, float]]:
+    """Pairs of documents that are the same after chapter 01's normalisation (Jaccard shown as
+    1.0), or that share half their 5-shingles or more."""
+    first: dict[str, str] = {}
+    found = []
+    for d in docs:
+        key = cleaning.normalize(d.text)
+        if key in first:
+            found.append((first[key], d.doc_id, 1.0))
+        first.setdefault(key, d.doc_id)
+    sets = [shingle_set(d.text, d.lang) for d in docs]
+    found += [(docs[i].doc_id, docs[j].doc_id, round(jac, 3)) for i, j, jac in similar_pairs(sets, 0.5)]
+    return found
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -290,6 +334,36 @@ def test_every_fact_is_repeated_across_documents(world, docs):
         assert sum(p.name in d.text for d in docs) >= 8, p.name
     for c in world.countries:
         assert sum(c.capital in d.text for d in docs) >= 8, c.name
+
+
+def test_documents_are_all_distinct(docs):
+    """The labels are the whole truth: no two documents are copies of each other, so every copy in
+    the crawl is a labelled one. (Not even half-copies: the near-duplicate definition is 0.7.)"""
+    assert not duplicate_documents(docs)
+
+
+def test_similar_pairs_finds_every_pair():
+    rng = random.Random(0)
+    sets = [{rng.randrange(60) for _ in range(rng.randint(1, 30))} for _ in range(150)]
+    brute = [(i, j, jaccard(sets[i], sets[j])) for j in range(len(sets)) for i in range(j)
+             if jaccard(sets[i], sets[j]) >= 0.5]
+    assert sorted(similar_pairs(sets, 0.5)) == sorted(brute) and brute
+
+
+def test_the_crawl_labels_every_copy(pages):
+    """Good pages that carry different documents are never copies of each other (neither the same
+    text nor near-duplicates by the crawl's own definition); pages that are copies say so in
+    their labels (checked in the tests above)."""
+    good = [p for p in pages if p.label.kind == "good"]
+    texts = ["\n".join(content_lines(p)) for p in good]
+    docs_per_text: dict[str, set] = defaultdict(set)
+    for page, text in zip(good, texts):
+        docs_per_text[cleaning.normalize(text)].add(page.label.doc_id)
+    assert all(len(ids) == 1 for ids in docs_per_text.values())
+    sets = [shingle_set(text, page.label.lang) for page, text in zip(good, texts)]
+    mixed = [(good[i].url, good[j].url, jac) for i, j, jac in similar_pairs(sets, web.NEAR_DUP_JACCARD[0])
+             if good[i].label.doc_id != good[j].label.doc_id]
+    assert not mixed, mixed[:3]
 
 
 def test_arithmetic_in_documents_is_correct(docs):
@@ -486,3 +560,4 @@ def test_any_seed_keeps_the_invariants(seed):
         assert hits and all(text.startswith(" " + answer, i + len(prompt)) for i in hits)
     blob = "".join(p.html for p in crawl(w)) + _sft_texts(w)
     assert not any(p.name in blob for p in w.heldout_people)
+    assert not duplicate_documents(documents(w))

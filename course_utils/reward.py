@@ -1,0 +1,440 @@
+"""A reward model learned from human comparisons (chapter 08). Builds stage ``reward``.
+
+Raters never give an answer a score; they only say which of two answers they prefer. The
+**Bradley–Terry** model turns scores into such choices: if the reward model gives the two
+answers scores ``r_a`` and ``r_b``, the chance that a rater prefers ``a`` is
+``sigmoid(r_a - r_b)``. Training maximises the likelihood of the raters' actual choices, i.e.
+minimises ``-log sigmoid(r_chosen - r_rejected)``: only *differences* of scores matter, so the
+scale of rewards is learned but their zero point is arbitrary.
+
+The network is the chat model itself with its next-token head replaced by a **scalar head**:
+the transformer reads ``prompt + answer + <|im_end|>`` and the head turns the hidden state
+of the last real token (the one that has seen everything) into one number.
+
+- :func:`transformer_hidden`: the GPT's final hidden states (shared with the PPO value head).
+- :func:`encode_prompt` / :func:`encode_response` / :func:`pack`: (prompt, answer) -> padded
+  token ids with a mask on the answer's tokens; one format for the reward model, PPO and DPO.
+- :class:`RewardModel`, :func:`bradley_terry_loss`, :func:`pairwise_accuracy`.
+- :class:`PreferenceBatches`: the raters' comparisons as a batch source for :func:`course_utils.train.train`.
+- :func:`build_reward_stage`: initialise from ``sft_tools``, train with the course's one loop,
+  save stage ``reward``; :func:`load_reward_model` reads it back.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import config, stages
+from .train import TrainConfig, TrainResult, train
+
+# Every 5th preference prompt (by id) is held out: its comparisons are never trained on, and
+# its prompts are where chapter 09 measures win rates. Split by *prompt*, so a held-out
+# comparison never shares its question with a training one.
+HELDOUT_EVERY = 5
+
+
+# ----------------------------------------------------------------------------- sizes
+
+def reward_config(**overrides) -> TrainConfig:
+    """Training sizes of the reward model per profile (the backbone is ``sft_tools``' model).
+
+    ==== ===== ===== ====== =============================================
+    prof steps pairs lr     cost
+    ==== ===== ===== ====== =============================================
+    ci   12    8     3e-4   seconds (every code path, no lesson)
+    cpu  300   16    1e-3   ~2.5 epochs of ~1,900 comparisons (~1.4M tokens with padding)
+    gpu  1200  64    1e-4   ~5 epochs of ~12,000 comparisons
+    ==== ===== ===== ====== =============================================
+    """
+    cfg = TrainConfig(
+        max_steps=config.pick(ci=12, cpu=300, gpu=1200),
+        batch_size=config.pick(ci=8, cpu=16, gpu=64),  # comparisons per step (twice as many sequences)
+        lr=config.pick(ci=3e-4, cpu=1e-3, gpu=1e-4),
+        warmup_steps=config.pick(ci=2, cpu=20, gpu=60),
+        weight_decay=0.1,
+        grad_clip=1.0,
+        eval_every=config.pick(ci=6, cpu=75, gpu=200),
+        eval_batches=config.pick(ci=2, cpu=4, gpu=16),
+        seed=config.DEFAULT_SEED,
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+# ----------------------------------------------------------------------------- the network
+
+def transformer_hidden(gpt, idx: torch.Tensor) -> torch.Tensor:
+    """The GPT's last hidden states (B, T, n_embd), after its final RMSNorm: what its
+    next-token head reads. A reward or value head reads them instead."""
+    x = gpt.drop(gpt.tok_emb(idx))
+    for i, block in enumerate(gpt.blocks):
+        x, _ = block(x, None, i)
+    return gpt.norm(x)
+
+
+class RewardModel(nn.Module):
+    """A transformer backbone (a :class:`course_utils.model.GPT`) and a scalar head.
+
+    ``forward(ids, lengths)`` -> one reward per row, read at position ``lengths - 1`` (the last
+    real token; rows are right-padded, and causal attention means the padding after a token
+    never changes what that token sees). The backbone's next-token head is kept (it is the
+    embedding matrix, tied) but unused.
+    """
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.n_embd, 1, bias=False)
+        # Zero: before training every answer scores 0, the model has no opinion yet.
+        nn.init.zeros_(self.head.weight)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = transformer_hidden(self.backbone, ids)
+        last = h[torch.arange(ids.size(0), device=ids.device), lengths - 1]
+        return self.head(last).squeeze(-1).float()
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ----------------------------------------------------------------------------- the loss
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """``-log sigmoid(r_chosen - r_rejected)``, averaged: the negative log-likelihood of the
+    raters' choices under Bradley–Terry. Its gradient raises ``r_chosen`` and lowers
+    ``r_rejected``, by ``1 - sigmoid(difference)``: a lot when the model disagrees with the
+    rater, hardly at all once it agrees confidently."""
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+def pairwise_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float:
+    """Share of comparisons where the chosen answer scores higher (a tie counts as half)."""
+    diff = r_chosen - r_rejected
+    return float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+
+
+def reward_loss(model: RewardModel, batch: dict) -> torch.Tensor:
+    """The ``loss_fn`` for :func:`course_utils.train.train`: chosen and rejected answers go
+    through the model as one batch (first half chosen, second half rejected)."""
+    r = model(batch["ids"], batch["lengths"])
+    r_chosen, r_rejected = r.chunk(2)
+    return bradley_terry_loss(r_chosen, r_rejected)
+
+
+# ----------------------------------------------------------------------------- token sequences
+
+def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list[int]:
+    """A one-question conversation ready for the assistant's reply (ends with ``<|im_start|>assistant\\n``)."""
+    from .chat import render_for_completion
+
+    return render_for_completion([{"role": "user", "content": prompt}], tokenizer, max_tokens=max_tokens)
+
+
+def encode_response(tokenizer, answer: str) -> list[int]:
+    """An answer as the model would write it: its text, then ``<|im_end|>``.
+
+    ``encode_prompt(p) + encode_response(a)`` is exactly the chat template's rendering of the
+    two-message conversation, less the final newline, and exactly what a sampled reply looks
+    like (generation stops at, and keeps, ``<|im_end|>``).
+    """
+    from .tokenizer import IM_END
+
+    return list(tokenizer.encode(answer, allowed_special="none")) + [tokenizer.special_id(IM_END)]
+
+
+def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *, pad_id: int,
+         block_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Join each prompt and its response, right-pad to a common length.
+
+    Returns ``(ids, response_mask, lengths)``: ``ids`` (B, T) long; ``response_mask`` (B, T),
+    1.0 exactly on the response's tokens (0 on the prompt and the padding: the "masking of
+    prompt tokens" every method here needs); ``lengths`` (B,) the real length of each row.
+    A pair longer than ``block_size`` keeps its prompt and loses the end of its response.
+    """
+    rows = []
+    for p, r in zip(prompts, responses):
+        p, r = list(p), list(r)
+        if len(p) >= block_size:
+            raise ValueError(f"a prompt of {len(p)} tokens leaves no room for a response in {block_size} tokens")
+        r = r[:block_size - len(p)]
+        rows.append((p, r))
+    T = max(len(p) + len(r) for p, r in rows)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(rows), T)
+    lengths = torch.zeros(len(rows), dtype=torch.long)
+    for i, (p, r) in enumerate(rows):
+        n = len(p) + len(r)
+        ids[i, :n] = torch.tensor(p + r, dtype=torch.long)
+        mask[i, len(p):n] = 1.0
+        lengths[i] = n
+    return ids, mask, lengths
+
+
+# ----------------------------------------------------------------------------- the data
+
+def load_world():
+    """The synthetic world the earlier stages were trained on (its seed is stored with stage ``clean``)."""
+    from . import world
+
+    seed = config.DEFAULT_SEED
+    if stages.stage_exists("clean"):
+        seed = stages.load_stage("clean").meta.get("seed", seed)
+    return world.build_world(seed)
+
+
+def split_pairs(pairs) -> dict[str, list]:
+    """``{"train": [...], "val": [...]}``: comparisons of every HELDOUT_EVERY-th prompt are held out."""
+    return {"train": [p for p in pairs if p.prompt_id % HELDOUT_EVERY],
+            "val": [p for p in pairs if p.prompt_id % HELDOUT_EVERY == 0]}
+
+
+def split_prompts(prompts) -> dict[str, list]:
+    """The same split for :class:`course_utils.world.PreferencePrompt` s (the prompts RL trains and is judged on)."""
+    return {"train": [p for p in prompts if p.prompt_id % HELDOUT_EVERY],
+            "val": [p for p in prompts if p.prompt_id % HELDOUT_EVERY == 0]}
+
+
+class PreferenceBatches:
+    """Rater comparisons as a batch source for :func:`course_utils.train.train` (and DPO).
+
+    ``pairs`` maps a split ("train", "val") to :class:`course_utils.world.PreferencePair` s.
+    A batch is a dict: ``ids`` (2B, T), ``mask`` (2B, T, 1.0 on answer tokens) and ``lengths``
+    (2B,), the B chosen answers first, then the B rejected ones in the same order, and
+    ``index`` (B,) the pairs' positions in their split. With :meth:`attach` a batch also
+    carries per-pair tensors computed once (DPO's reference log-probabilities).
+    """
+
+    def __init__(self, pairs: dict[str, Sequence], tokenizer, block_size: int, pad_id: int | None = None):
+        self.pairs = {split: list(ps) for split, ps in pairs.items()}
+        self.block_size = block_size
+        self.pad_id = tokenizer.eot_id if pad_id is None else pad_id
+        prompt_cache: dict[str, list[int]] = {}
+        self.encoded = {}
+        for split, ps in self.pairs.items():
+            rows = []
+            for p in ps:
+                if p.prompt not in prompt_cache:
+                    prompt_cache[p.prompt] = encode_prompt(tokenizer, p.prompt)
+                rows.append((prompt_cache[p.prompt], encode_response(tokenizer, p.chosen),
+                             encode_response(tokenizer, p.rejected)))
+            self.encoded[split] = rows
+        self.extra: dict[str, dict[str, torch.Tensor]] = {split: {} for split in self.pairs}
+
+    def __len__(self) -> int:
+        return len(self.pairs.get("train", ()))
+
+    def batch(self, split: str, index: Sequence[int]) -> dict:
+        """The batch of the pairs at positions ``index`` of ``split``."""
+        rows = [self.encoded[split][i] for i in index]
+        prompts = [r[0] for r in rows] * 2
+        responses = [r[1] for r in rows] + [r[2] for r in rows]
+        ids, mask, lengths = pack(prompts, responses, pad_id=self.pad_id, block_size=self.block_size)
+        index = torch.as_tensor(list(index), dtype=torch.long)
+        out = {"ids": ids, "mask": mask, "lengths": lengths, "index": index}
+        for name, values in self.extra[split].items():
+            out[name] = values[index]
+        return out
+
+    def __call__(self, split: str, batch_size: int, generator: torch.Generator) -> dict:
+        n = len(self.encoded[split])
+        return self.batch(split, torch.randint(0, n, (batch_size,), generator=generator).tolist())
+
+    def iterate(self, split: str, batch_size: int = 64):
+        """Every pair of ``split`` once, in order, as batches (for evaluation)."""
+        n = len(self.encoded[split])
+        for start in range(0, n, batch_size):
+            yield self.batch(split, range(start, min(n, start + batch_size)))
+
+    def attach(self, split: str, name: str, values: torch.Tensor) -> None:
+        """Add a per-pair tensor (indexed like the split) to every batch of ``split`` as ``batch[name]``."""
+        if len(values) != len(self.encoded[split]):
+            raise ValueError(f"{name}: {len(values)} values for {len(self.encoded[split])} pairs of split {split!r}")
+        self.extra[split][name] = values
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def score_pairs(model: RewardModel, data: PreferenceBatches, split: str = "val", batch_size: int = 64) -> dict:
+    """The reward of every chosen and rejected answer of ``split``: ``{"chosen", "rejected"}`` tensors."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    chosen, rejected = [], []
+    for batch in data.iterate(split, batch_size):
+        r = model(batch["ids"].to(device), batch["lengths"].to(device)).cpu()
+        c, rj = r.chunk(2)
+        chosen.append(c)
+        rejected.append(rj)
+    model.train(was_training)
+    return {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected)}
+
+
+def evaluate_reward_model(model: RewardModel, data: PreferenceBatches, split: str = "val") -> dict:
+    """Held-out numbers: accuracy on the raters' labels, agreement with the hidden rubric,
+    the rater-noise ceiling, and the Bradley–Terry loss."""
+    from .world import rater_noise_ceiling
+
+    scores = score_pairs(model, data, split)
+    rc, rr = scores["chosen"], scores["rejected"]
+    pairs = data.pairs[split]
+    # Which answer the hidden rubric prefers (the raters' label is a noisy copy of this).
+    rubric_sign = torch.tensor([1.0 if p.chosen_score > p.rejected_score else -1.0 for p in pairs])
+    diff = rc - rr
+    return {
+        "pairs": len(pairs),
+        "accuracy": round(pairwise_accuracy(rc, rr), 4),
+        "rubric_agreement": round(float(((diff * rubric_sign) > 0).float().mean()), 4),
+        "noise_ceiling": round(rater_noise_ceiling(pairs), 4),
+        "raters_agree_with_rubric": round(sum(p.agrees_with_rubric for p in pairs) / max(1, len(pairs)), 4),
+        "bt_loss": round(float(bradley_terry_loss(rc, rr)), 4),
+    }
+
+
+def calibration(model: RewardModel, data: PreferenceBatches, split: str = "val", bins: int = 8) -> list[dict]:
+    """Predicted vs observed: pairs binned by the model's ``sigmoid(r_a - r_b)``; in each bin,
+    how often the raters really preferred ``a``. Each pair is counted in both orders, so the
+    plot is symmetric around 0.5. Rows: ``{"predicted", "observed", "n"}``."""
+    scores = score_pairs(model, data, split)
+    p = torch.sigmoid(scores["chosen"] - scores["rejected"])
+    probs = torch.cat([p, 1 - p])
+    outcomes = torch.cat([torch.ones_like(p), torch.zeros_like(p)])
+    edges = torch.linspace(0, 1, bins + 1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (probs >= lo) & ((probs < hi) | (hi == 1))
+        if sel.any():
+            rows.append({"predicted": float(probs[sel].mean()), "observed": float(outcomes[sel].mean()),
+                         "n": int(sel.sum())})
+    return rows
+
+
+@torch.no_grad()
+def score_answers(model: RewardModel, tokenizer, prompt: str, answers: Sequence[str]) -> list[float]:
+    """The reward model's score for each answer to ``prompt``."""
+    device = next(model.parameters()).device
+    p = encode_prompt(tokenizer, prompt)
+    ids, _, lengths = pack([p] * len(answers), [encode_response(tokenizer, a) for a in answers],
+                           pad_id=tokenizer.eot_id, block_size=model.config.block_size)
+    was_training = model.training
+    model.eval()
+    r = model(ids.to(device), lengths.to(device)).cpu().tolist()
+    model.train(was_training)
+    return r
+
+
+def accuracy_callback(data: PreferenceBatches, split: str = "val"):
+    """An ``on_eval`` callback for :func:`course_utils.train.train`: held-out pairwise accuracy."""
+
+    def on_eval(model, step):
+        scores = score_pairs(model, data, split)
+        return {"val_accuracy": pairwise_accuracy(scores["chosen"], scores["rejected"])}
+
+    return on_eval
+
+
+# ----------------------------------------------------------------------------- the stage
+
+@dataclass
+class RewardRun:
+    """What :func:`build_reward_stage` hands back to the notebook."""
+
+    model: RewardModel
+    tokenizer: object
+    data: PreferenceBatches
+    result: TrainResult
+    metrics: dict
+    stage: stages.Stage
+
+
+def preference_data(tokenizer, block_size: int, world=None) -> PreferenceBatches:
+    """The raters' comparisons of the world, split by prompt, as a batch source."""
+    from .world import preference_pairs
+
+    world = world or load_world()
+    return PreferenceBatches(split_pairs(preference_pairs(world)), tokenizer, block_size)
+
+
+def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = False, progress: bool = True,
+                       verbose: bool = True) -> RewardRun:
+    """Train a reward model on the raters' comparisons and save stage ``reward``.
+
+    The backbone starts as a copy of ``sft_tools`` (it already reads the chat format and knows
+    the facts), the scalar head at zero. Training is :func:`course_utils.train.train` with
+    :func:`reward_loss` and :class:`PreferenceBatches`; ``val_loss`` in its history is the
+    held-out Bradley–Terry loss and ``val_accuracy`` the held-out pairwise accuracy.
+    The stage holds the weights (backbone and head), the tokenizer, ``metrics.json`` (incl.
+    the calibration table) and ``history.json``.
+    """
+    from .model import model_from_stage, model_meta, save_model_files
+
+    cfg = cfg or reward_config()
+    parent = stages.ensure_stage("sft_tools")
+    tokenizer = parent.tokenizer()
+    config.seed_everything(cfg.seed)
+    backbone = model_from_stage(parent)
+    model = RewardModel(backbone).to(config.device())
+    data = preference_data(tokenizer, backbone.config.block_size)
+    if verbose:
+        print(f"reward model: {model.num_params() / 1e6:.2f}M parameters (backbone from 'sft_tools'); "
+              f"{len(data.pairs['train'])} training comparisons, {len(data.pairs['val'])} held out; "
+              f"{cfg.max_steps} steps x {cfg.batch_size} comparisons "
+              f"= {cfg.max_steps * cfg.batch_size / max(1, len(data)):.1f} epochs")
+    result = train(model, data, cfg, loss_fn=reward_loss, on_eval=accuracy_callback(data), live_plot=live_plot,
+                   progress=progress, desc="reward model", verbose=verbose)
+    metrics = evaluate_reward_model(model, data, "val")
+    # A sample of the training comparisons: accuracy on what it was trained on, and the spread of
+    # its scores, which PPO uses to centre and scale rewards.
+    sample = PreferenceBatches({"train": data.pairs["train"][::max(1, len(data) // 400)]}, tokenizer,
+                               backbone.config.block_size)
+    scores = score_pairs(model, sample, "train")
+    all_scores = torch.cat([scores["chosen"], scores["rejected"]])
+    metrics.update({
+        "train_accuracy": round(pairwise_accuracy(scores["chosen"], scores["rejected"]), 4),
+        "score_mean": round(float(all_scores.mean()), 4),
+        "score_std": round(float(all_scores.std()), 4),
+        "steps": result.final["steps"], "train_seconds": result.final["seconds"],
+        "stopped": result.final["stopped"], "profile": config.profile(),
+    })
+    calib = calibration(model, data, "val")
+    files = {
+        **save_model_files(model),
+        stages.TOKENIZER_FILE: parent.path(stages.TOKENIZER_FILE).read_bytes(),
+        "metrics.json": json.dumps({**metrics, "calibration": calib}, indent=2),
+        "history.json": json.dumps({"history": result.history}),
+    }
+    meta = {**model_meta(backbone), "n_params": model.num_params(), "head": "scalar, last token",
+            "metrics": metrics, "train_config": cfg.to_dict()}
+    stages.save_stage("reward", files, meta=meta)
+    if verbose:
+        print(f"saved stage 'reward': held-out accuracy {metrics['accuracy']:.1%} on {metrics['pairs']} comparisons "
+              f"(rater-noise ceiling {metrics['noise_ceiling']:.1%}); agrees with the hidden rubric on "
+              f"{metrics['rubric_agreement']:.1%}; {result.final['seconds']:.0f} s of training")
+    return RewardRun(model=model, tokenizer=tokenizer, data=data, result=result, metrics=metrics,
+                     stage=stages.load_stage("reward"))
+
+
+def load_reward_model(device=None) -> tuple[RewardModel, object, stages.Stage]:
+    """Stage ``reward`` as ``(model, tokenizer, stage)``, rebuilt headless first if it is missing."""
+    from .model import GPT, GPTConfig
+
+    stage = stages.ensure_stage("reward")
+    model = RewardModel(GPT(GPTConfig.from_dict(stage.model_config)))
+    stage.load_weights(model)
+    return model.to(device or config.device()).eval(), stage.tokenizer(), stage
+
+
+def reward_history(stage: stages.Stage | None = None) -> list[dict]:
+    """The per-step training history stored with stage ``reward``."""
+    stage = stage or stages.ensure_stage("reward")
+    return json.loads(stage.path("history.json").read_text(encoding="utf-8"))["history"]

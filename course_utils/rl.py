@@ -1,0 +1,751 @@
+"""Reinforcement learning from human feedback (chapter 09): PPO against a reward model, and DPO.
+Builds stages ``rlhf`` and ``dpo``.
+
+**PPO** (proximal policy optimisation), the InstructGPT recipe, in a loop:
+
+1. *Rollouts*: the policy (a copy of ``sft_tools``) answers a batch of prompts by sampling.
+2. *Rewards*: the reward model scores each whole answer. Each token also pays a **KL
+   penalty**, ``kl_coef * (log pi(token) - log pi_ref(token))``: how much more likely the policy
+   made that token than the frozen reference model (``sft_tools``) did. This leash keeps the
+   policy close to fluent, sensible text, where the reward model's judgement can be trusted.
+3. *Advantages*: a **value head** on the policy's transformer predicts the reward still to come
+   from each token on; **GAE** (generalised advantage estimation) turns rewards and values into
+   "how much better than expected was this token".
+4. *Update*: a few epochs of minibatch steps on the **clipped objective**: the probability
+   ratio ``pi_new / pi_old`` of each sampled token is clipped to ``[1 - clip, 1 + clip]``, so one
+   batch of samples cannot push the policy far.
+
+**DPO** (direct preference optimisation) skips the reward model and the sampling: it trains
+the policy directly on the comparisons with ``-log sigmoid(beta * (chosen margin - rejected
+margin))``, where a margin is ``log pi(answer) - log pi_ref(answer)``. It runs on the course's one
+training loop (:func:`course_utils.train.train`), like the reward model.
+
+Shared pieces live once: :func:`token_logprobs` / :func:`response_logprobs` (log-probabilities of
+a response's tokens under a model; the prompt is masked out with the mask of
+:func:`course_utils.reward.pack`), :func:`masked_mean`, :func:`kl_estimate`.
+
+The **hidden-rubric judge** (:func:`evaluate_policy`, :func:`win_rate`) grades sampled answers
+with the world's rubric, the "humans" the raters imitate; it never looks at the reward model.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import config, stages
+from .reward import encode_prompt, pack, transformer_hidden
+from .train import TrainConfig, TrainResult, make_optimizer, train
+
+RewardFn = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``out[b, t] = log p(ids[b, t+1] | ids[b, :t+1])``: (B, T-1), in float32.
+
+    Position ``t`` of the output is the *action* that wrote token ``t + 1``.
+    """
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+def action_mask(response_mask: torch.Tensor) -> torch.Tensor:
+    """The response mask of :func:`course_utils.reward.pack` (B, T) in action coordinates (B, T-1):
+    1 where the action writes a response token. Prompt and padding are masked out."""
+    return response_mask[:, 1:]
+
+
+def policy_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Logits of a GPT or a :class:`PolicyWithValue` (both return logits first)."""
+    return model(ids)[0]
+
+
+def response_logprobs(model: nn.Module, ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token log-probabilities of the response under ``model``, (B, T-1), 0 off the response."""
+    return token_logprobs(policy_logits(model, ids), ids) * action_mask(response_mask)
+
+
+def sequence_logprob(model: nn.Module, ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """``log pi(response | prompt)`` per row (B,): the sum of its tokens' log-probabilities."""
+    return response_logprobs(model, ids, response_mask).sum(-1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Shift and scale ``x`` to mean 0, std 1 over the masked entries (0 elsewhere)."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + eps) * mask
+
+
+def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sequence estimate of KL(policy || reference) from tokens sampled from the policy.
+
+    Per token: ``r - 1 - log r`` with ``r = p_ref / p_policy`` of the sampled token (Schulman's
+    "k3"). Its average over samples is the KL, like ``log p_policy - log p_ref`` ("k1", the
+    per-token penalty in the reward), but it is never negative for any single sample, so a
+    sum over a response is a sensible "distance travelled". Returns (B,), summed over tokens.
+    """
+    log_r = (ref_logp - logp).float()
+    k3 = torch.expm1(log_r) - log_r
+    if mask is not None:
+        k3 = k3 * mask
+    return k3.sum(-1)
+
+
+# ----------------------------------------------------------------------------- PPO pieces
+
+class PolicyWithValue(nn.Module):
+    """The policy GPT plus a value head on its last hidden states: one pass gives both the
+    next-token logits and, at every position, the predicted reward still to come."""
+
+    def __init__(self, gpt):
+        super().__init__()
+        self.gpt = gpt
+        self.value_head = nn.Linear(gpt.config.n_embd, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    @property
+    def config(self):
+        return self.gpt.config
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = transformer_hidden(self.gpt, ids)
+        return self.gpt.lm_head(h), self.value_head(h).squeeze(-1).float()
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over (B, N) actions; ``mask`` marks real actions
+    (a contiguous run per row; after the last one the episode is over).
+
+    ``delta_t = r_t + gamma * V_{t+1} - V_t`` and ``A_t = delta_t + gamma * lam * A_{t+1}``:
+    ``lam = 0`` trusts the value head (one-step), ``lam = 1`` uses the whole observed return.
+    Returns ``(advantages, returns)`` with ``returns = advantages + values``, both 0 off the mask.
+    """
+    B, N = rewards.shape
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros(B, dtype=rewards.dtype, device=rewards.device)
+    for t in reversed(range(N)):
+        nonterminal = mask[:, t + 1] if t + 1 < N else torch.zeros_like(last)
+        next_value = values[:, t + 1] * nonterminal if t + 1 < N else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = (delta + gamma * lam * nonterminal * last) * mask[:, t]
+        advantages[:, t] = last
+    return advantages, (advantages + values) * mask
+
+
+def ppo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                    clip: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clipped surrogate, to minimise: ``-min(ratio * A, clip(ratio, 1-c, 1+c) * A)``,
+    averaged over the masked tokens. Returns ``(loss, share of tokens where the clip was active)``.
+
+    Once a token's ratio has moved past ``1 +/- clip`` in the direction its advantage wants,
+    its gradient is zero: the update cannot run away from the policy that sampled the data.
+    """
+    ratio = torch.exp(logp - old_logp)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - clip, 1 + clip) * advantages
+    loss = masked_mean(-torch.minimum(unclipped, clipped), mask)
+    clipfrac = masked_mean((clipped < unclipped).float(), mask)
+    return loss, clipfrac
+
+
+def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+                   clip: float = 0.2) -> torch.Tensor:
+    """Squared error of the value head against the returns, with the new values clipped to
+    ``old +/- clip`` (the larger of the two errors is used), as in the PPO implementations."""
+    clipped = old_values + torch.clamp(values - old_values, -clip, clip)
+    return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+@dataclass
+class PPOConfig:
+    steps: int = 60                 # rollout + update rounds
+    prompts_per_step: int = 8       # prompts per rollout batch
+    samples_per_prompt: int = 4     # answers sampled per prompt (same-length prompts generate together)
+    max_new_tokens: int = 48
+    temperature: float = 1.0        # sample from the policy itself: PPO's ratios assume it
+    kl_coef: float = 0.1            # the leash: reward per token lost for log(pi/pi_ref)
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip: float = 0.2
+    vf_clip: float = 0.2
+    vf_coef: float = 0.1
+    ppo_epochs: int = 4
+    minibatch_size: int = 8
+    lr: float = 3e-5
+    grad_clip: float = 1.0
+    missing_end_penalty: float = 1.0  # an answer cut off at max_new_tokens loses this much reward
+    seed: int = config.DEFAULT_SEED
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ppo_config(**overrides) -> PPOConfig:
+    """PPO sizes per profile.
+
+    ==== ===== ================ ========== ==========================================
+    prof steps prompts x samples new tokens cost
+    ==== ===== ================ ========== ==========================================
+    ci   4     2 x 2            12         seconds (every code path, no lesson)
+    cpu  70    8 x 4            48         ~2 min on 2 cores
+    gpu  300   16 x 4           64
+    ==== ===== ================ ========== ==========================================
+    """
+    cfg = PPOConfig(
+        steps=config.pick(ci=4, cpu=70, gpu=300),
+        prompts_per_step=config.pick(ci=2, cpu=8, gpu=16),
+        samples_per_prompt=config.pick(ci=2, cpu=4, gpu=4),
+        max_new_tokens=config.pick(ci=12, cpu=48, gpu=64),
+        minibatch_size=config.pick(ci=2, cpu=8, gpu=16),
+    )
+    for key, value in overrides.items():
+        if not hasattr(cfg, key):
+            raise AttributeError(f"PPOConfig has no field {key!r}")
+        setattr(cfg, key, value)
+    return cfg
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled answers and everything PPO computes from them, (B, ...) tensors."""
+
+    prompts: list[list[int]]
+    responses: list[list[int]]
+    ids: torch.Tensor          # (B, T) prompt + response, right-padded
+    mask: torch.Tensor         # (B, T-1) action mask: 1 where an action wrote a response token
+    old_logp: torch.Tensor     # (B, T-1) log pi_old of each action
+    ref_logp: torch.Tensor     # (B, T-1) log pi_ref
+    values: torch.Tensor       # (B, T-1) value head before the action
+    scores: torch.Tensor       # (B,) reward model (after the missing-end penalty)
+    rewards: torch.Tensor      # (B, T-1) -kl_coef * k1 per token, + score on the last token
+    advantages: torch.Tensor   # (B, T-1) whitened GAE advantages
+    returns: torch.Tensor      # (B, T-1)
+    ended: torch.Tensor        # (B,) did the answer end with a stop token
+    prompt_index: list[int] = field(default_factory=list)  # which prompt of the pool each row answers
+
+
+@torch.no_grad()
+def rollout(policy: PolicyWithValue, reference: nn.Module, reward_fn: RewardFn, prompts: Sequence[Sequence[int]],
+            cfg: PPOConfig, *, stop_ids: Sequence[int], pad_id: int, generator: torch.Generator | None = None,
+            prompt_index: Sequence[int] | None = None) -> Rollout:
+    """Sample ``cfg.samples_per_prompt`` answers per prompt and compute rewards and advantages."""
+    from .generate import generate_batch
+
+    device = next(policy.parameters()).device
+    policy.eval()
+    rows = [list(p) for p in prompts for _ in range(cfg.samples_per_prompt)]
+    index = [i for i in (prompt_index or range(len(prompts))) for _ in range(cfg.samples_per_prompt)]
+    responses = generate_batch(policy.gpt, rows, cfg.max_new_tokens, temperature=cfg.temperature,
+                               stop_ids=stop_ids, generator=generator)
+    stops = set(stop_ids)
+    ended = torch.tensor([bool(r) and r[-1] in stops for r in responses])
+    ids, response_mask, lengths = pack(rows, responses, pad_id=pad_id, block_size=policy.config.block_size)
+    ids, response_mask = ids.to(device), response_mask.to(device)
+    mask = action_mask(response_mask)
+    logits, values = policy(ids)
+    old_logp = token_logprobs(logits, ids) * mask
+    values = values[:, :-1] * mask
+    ref_logp = response_logprobs(reference, ids, response_mask)
+    scores = reward_fn(rows, responses).to(device).float()
+    scores = scores - cfg.missing_end_penalty * (~ended).to(device).float()
+    rewards = -cfg.kl_coef * (old_logp - ref_logp) * mask
+    last = (lengths - 2).to(device)  # the action that wrote the last token
+    rewards[torch.arange(len(rows), device=device), last] += scores
+    advantages, returns = gae(rewards, values, mask, cfg.gamma, cfg.lam)
+    advantages = masked_whiten(advantages, mask)
+    return Rollout(rows, responses, ids, mask, old_logp, ref_logp, values, scores, rewards, advantages, returns,
+                   ended, index)
+
+
+def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, batch: Rollout, cfg: PPOConfig,
+               generator: torch.Generator | None = None) -> dict:
+    """``cfg.ppo_epochs`` passes of minibatch steps on the clipped objective; returns mean stats."""
+    policy.train()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    B = batch.ids.size(0)
+    stats = {"pg_loss": 0.0, "vf_loss": 0.0, "clipfrac": 0.0}
+    n = 0
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(B, generator=generator)
+        for start in range(0, B, cfg.minibatch_size):
+            mb = order[start:start + cfg.minibatch_size].to(batch.ids.device)
+            ids, mask = batch.ids[mb], batch.mask[mb]
+            # Trim the padding this minibatch does not need.
+            T = int(mask.sum(0).nonzero().max()) + 2 if mask.any() else ids.size(1)
+            ids, mask = ids[:, :T], mask[:, :T - 1]
+            logits, values = policy(ids)
+            logp = token_logprobs(logits, ids) * mask
+            pg_loss, clipfrac = ppo_policy_loss(logp, batch.old_logp[mb, :T - 1], batch.advantages[mb, :T - 1], mask,
+                                                cfg.clip)
+            vf_loss = ppo_value_loss(values[:, :-1], batch.values[mb, :T - 1], batch.returns[mb, :T - 1], mask,
+                                     cfg.vf_clip)
+            loss = pg_loss + cfg.vf_coef * vf_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            stats["pg_loss"] += pg_loss.item()
+            stats["vf_loss"] += vf_loss.item()
+            stats["clipfrac"] += clipfrac.item()
+            n += 1
+    policy.eval()
+    return {k: v / max(1, n) for k, v in stats.items()}
+
+
+@dataclass
+class PPOResult:
+    history: list[dict]   # per step: score, kl, objective, length, ended, judge (if any), losses, seconds
+    samples: list[dict]   # a few rollout answers at intervals: {"step", "prompt", "answer", "score"}
+    final: dict
+
+
+def ppo_train(policy: PolicyWithValue, reference: nn.Module, reward_fn: RewardFn, prompts: Sequence[Sequence[int]],
+              cfg: PPOConfig, *, stop_ids: Sequence[int], pad_id: int,
+              judge_fn: Callable[[int, list[int]], float] | None = None, decode: Callable | None = None,
+              sample_every: int = 0, progress: bool = True, desc: str = "PPO") -> PPOResult:
+    """Run ``cfg.steps`` rounds of rollout and update; the reference model stays frozen.
+
+    ``prompts`` are token ids (see :func:`course_utils.reward.encode_prompt`); each round draws
+    ``cfg.prompts_per_step`` of them at random (seeded by ``cfg.seed``). ``judge_fn(i, response)``,
+    if given, grades each sampled answer to prompt ``i`` independently of the reward (the
+    history's ``judge``): that is how reward hacking becomes visible. ``decode`` turns ids into
+    text for the samples kept every ``sample_every`` steps.
+    """
+    from tqdm.auto import tqdm
+
+    reference.eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    device = next(policy.parameters()).device
+    optimizer = make_optimizer(policy, TrainConfig(lr=cfg.lr, weight_decay=0.0))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    sample_gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    history, samples = [], []
+    t0 = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc=desc, unit="step", dynamic_ncols=True, **({} if progress else {"disable": True}))
+    for step in bar:
+        pick = torch.randint(0, len(prompts), (cfg.prompts_per_step,), generator=gen).tolist()
+        batch = rollout(policy, reference, reward_fn, [prompts[i] for i in pick], cfg, stop_ids=stop_ids,
+                        pad_id=pad_id, generator=sample_gen, prompt_index=pick)
+        stats = ppo_update(policy, optimizer, batch, cfg, gen)
+        kl = kl_estimate(batch.old_logp, batch.ref_logp, batch.mask)
+        lengths = batch.mask.sum(-1)
+        record = {"step": step + 1,
+                  "score": float(batch.scores.mean()),
+                  "kl": float(kl.mean()),
+                  "objective": float((batch.scores - cfg.kl_coef * (batch.old_logp - batch.ref_logp).sum(-1)).mean()),
+                  "length": float(lengths.mean()),
+                  "ended": float(batch.ended.float().mean()),
+                  **stats,
+                  "seconds": round(time.perf_counter() - t0, 2)}
+        if judge_fn is not None:
+            record["judge"] = sum(judge_fn(i, r) for i, r in zip(batch.prompt_index, batch.responses)) / len(pick) \
+                / cfg.samples_per_prompt
+        history.append(record)
+        if decode is not None and sample_every and ((step + 1) % sample_every == 0 or step == 0):
+            samples.append({"step": step + 1, "prompt": decode(batch.prompts[0]), "answer": decode(batch.responses[0]),
+                            "score": float(batch.scores[0])})
+        bar.set_postfix(score=f"{record['score']:.2f}", kl=f"{record['kl']:.2f}", refresh=False)
+    bar.close()
+    last = history[-min(5, len(history)):]
+    final = {"steps": cfg.steps, "seconds": round(time.perf_counter() - t0, 2),
+             **{f"last5_{k}": round(sum(h[k] for h in last) / len(last), 4)
+                for k in ("score", "kl", "length", "ended") + (("judge",) if judge_fn else ())}}
+    return PPOResult(history, samples, final)
+
+
+def reward_model_scorer(reward_model: nn.Module, *, pad_id: int, mean: float = 0.0, std: float = 1.0) -> RewardFn:
+    """A ``reward_fn`` for PPO from a trained :class:`course_utils.reward.RewardModel`: its
+    score of prompt + answer, shifted and scaled by the mean and std of its scores on the
+    training answers (so a typical answer scores about 0 and the KL coefficient has a fixed
+    meaning whatever scale the reward model happened to learn)."""
+    device = next(reward_model.parameters()).device
+
+    @torch.no_grad()
+    def reward_fn(prompts, responses):
+        reward_model.eval()
+        ids, _, lengths = pack(prompts, responses, pad_id=pad_id, block_size=reward_model.config.block_size)
+        r = reward_model(ids.to(device), lengths.to(device))
+        return (r - mean) / max(std, 1e-6)
+
+    return reward_fn
+
+
+# ----------------------------------------------------------------------------- DPO
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The DPO loss from sequence log-probabilities (B,) under the policy and the reference.
+
+    ``-log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r)))``: Bradley–Terry again, with the
+    *implicit reward* ``beta * (log pi(y) - log pi_ref(y))`` in place of a reward model.
+    Returns ``(loss, chosen_rewards, rejected_rewards)``, the implicit rewards detached.
+    """
+    chosen = beta * (policy_chosen - ref_chosen)
+    rejected = beta * (policy_rejected - ref_rejected)
+    loss = -F.logsigmoid(chosen - rejected).mean()
+    return loss, chosen.detach(), rejected.detach()
+
+
+def dpo_loss_fn(beta: float):
+    """A ``loss_fn`` for :func:`course_utils.train.train` on :class:`course_utils.reward.PreferenceBatches`
+    carrying ``ref_logp`` (see :func:`attach_reference_logprobs`)."""
+
+    def loss_fn(model, batch):
+        logp = sequence_logprob(model, batch["ids"], batch["mask"])
+        chosen, rejected = logp.chunk(2)
+        loss, _, _ = dpo_loss(chosen, rejected, batch["ref_logp"][:, 0], batch["ref_logp"][:, 1], beta)
+        return loss
+
+    return loss_fn
+
+
+@torch.no_grad()
+def attach_reference_logprobs(reference: nn.Module, data, batch_size: int = 64) -> None:
+    """Compute ``log pi_ref`` of every chosen and rejected answer once, and attach them to
+    ``data`` (a :class:`course_utils.reward.PreferenceBatches`) as ``ref_logp`` (N, 2)."""
+    reference.eval()
+    device = next(reference.parameters()).device
+    for split in data.pairs:
+        out = []
+        for batch in data.iterate(split, batch_size):
+            logp = sequence_logprob(reference, batch["ids"].to(device), batch["mask"].to(device)).cpu()
+            out.append(torch.stack(logp.chunk(2), dim=1))
+        data.attach(split, "ref_logp", torch.cat(out) if out else torch.zeros(0, 2))
+
+
+@torch.no_grad()
+def dpo_accuracy(model: nn.Module, data, split: str = "val", beta: float = 0.1) -> dict:
+    """How often the policy's implicit reward ranks the raters' chosen answer first, and the mean margin."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    margins = []
+    for batch in data.iterate(split):
+        logp = sequence_logprob(model, batch["ids"].to(device), batch["mask"].to(device)).cpu()
+        c, r = logp.chunk(2)
+        _, rc, rr = dpo_loss(c, r, batch["ref_logp"][:, 0], batch["ref_logp"][:, 1], beta)
+        margins.append(rc - rr)
+    model.train(was_training)
+    m = torch.cat(margins)
+    return {"dpo_accuracy": float((m > 0).float().mean()), "dpo_margin": float(m.mean())}
+
+
+def dpo_config(**overrides) -> TrainConfig:
+    """DPO training sizes per profile (a :class:`course_utils.train.TrainConfig`; ``beta`` is separate).
+
+    ==== ===== ===== ====== ======================================
+    prof steps pairs lr     cost
+    ==== ===== ===== ====== ======================================
+    ci   8     8     1e-4   seconds
+    cpu  120   32    1e-4   ~2 epochs of ~1,900 comparisons, ~1.5 min
+    gpu  600   64    5e-5
+    ==== ===== ===== ====== ======================================
+    """
+    cfg = TrainConfig(
+        max_steps=config.pick(ci=8, cpu=120, gpu=600),
+        batch_size=config.pick(ci=8, cpu=32, gpu=64),
+        lr=config.pick(ci=1e-4, cpu=1e-4, gpu=5e-5),
+        warmup_steps=config.pick(ci=2, cpu=10, gpu=40),
+        weight_decay=0.0,
+        grad_clip=1.0,
+        eval_every=config.pick(ci=4, cpu=40, gpu=200),
+        eval_batches=config.pick(ci=2, cpu=8, gpu=16),
+        seed=config.DEFAULT_SEED,
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+DPO_BETA = 0.1
+
+
+# ----------------------------------------------------------------------------- the hidden-rubric judge
+
+@dataclass
+class PolicyEval:
+    """Sampled answers of one model to the evaluation prompts, graded.
+
+    ``answers[k]`` answers ``prompts[k // samples]``. ``rubric`` is the world's hidden rubric
+    (the judge), ``reward`` the reward model's normalised score (if a reward function was
+    given), ``kl`` the per-answer KL estimate to the reference model.
+    """
+
+    name: str
+    prompts: list
+    samples: int
+    answers: list[str]
+    rubric: list[float]
+    kl: list[float]
+    reward: list[float] | None
+    lengths: list[int]
+    ended: list[bool]
+
+    def summary(self) -> dict:
+        n = max(1, len(self.answers))
+        out = {"model": self.name, "answers": len(self.answers), "rubric_mean": round(sum(self.rubric) / n, 4),
+               "kl": round(sum(self.kl) / n, 4), "length": round(sum(self.lengths) / n, 2),
+               "ended": round(sum(self.ended) / n, 4)}
+        if self.reward is not None:
+            out["reward_mean"] = round(sum(self.reward) / n, 4)
+        return out
+
+    def rows(self, limit: int | None = None) -> list[dict]:
+        out = []
+        for k, answer in enumerate(self.answers[:limit]):
+            p = self.prompts[k // self.samples]
+            out.append({"prompt": p.prompt, "answer": answer, "rubric": self.rubric[k],
+                        **({"reward": self.reward[k]} if self.reward is not None else {})})
+        return out
+
+
+@torch.no_grad()
+def evaluate_policy(model: nn.Module, tokenizer, prompts: Sequence, *, name: str = "policy",
+                    reference: nn.Module | None = None, reward_fn: RewardFn | None = None, samples: int = 2,
+                    temperature: float = 1.0, max_new_tokens: int | None = None, seed: int = 0,
+                    batch_size: int = 64) -> PolicyEval:
+    """Sample ``samples`` answers per prompt (``prompts``: :class:`course_utils.world.PreferencePrompt` s)
+    and grade each with the hidden rubric, the reward function, and the KL to ``reference``."""
+    from .chat import assistant_stop_ids
+    from .generate import generate_batch
+    from .world import judge
+
+    max_new_tokens = max_new_tokens or ppo_config().max_new_tokens
+    device = next(model.parameters()).device
+    stop_ids = assistant_stop_ids(tokenizer)
+    encoded = [encode_prompt(tokenizer, p.prompt) for p in prompts]
+    rows = [e for e in encoded for _ in range(samples)]
+    gen = torch.Generator(device=device).manual_seed(seed)
+    model.eval()
+    responses = generate_batch(model, rows, max_new_tokens, temperature=temperature, stop_ids=stop_ids,
+                               generator=gen)
+    ended = [bool(r) and r[-1] in stop_ids for r in responses]
+    texts = [tokenizer.decode([t for t in r if t not in stop_ids]) for r in responses]
+    rubric = [judge(prompts[k // samples].meta, t) for k, t in enumerate(texts)]
+    kl, reward = [], [] if reward_fn is not None else None
+    for start in range(0, len(rows), batch_size):
+        p, r = rows[start:start + batch_size], responses[start:start + batch_size]
+        if reference is not None:
+            ids, response_mask, _ = pack(p, r, pad_id=tokenizer.eot_id, block_size=model.config.block_size)
+            ids, response_mask = ids.to(device), response_mask.to(device)
+            logp = response_logprobs(model, ids, response_mask)
+            ref_logp = response_logprobs(reference, ids, response_mask)
+            kl += kl_estimate(logp, ref_logp, action_mask(response_mask)).cpu().tolist()
+        if reward_fn is not None:
+            reward += reward_fn(p, r).cpu().tolist()
+    if reference is None:
+        kl = [0.0] * len(rows)
+    return PolicyEval(name, list(prompts), samples, texts, rubric, kl, reward, [len(r) for r in responses], ended)
+
+
+def win_rate(candidate: PolicyEval, baseline: PolicyEval) -> dict:
+    """Answer by answer (same prompt, same sample slot), how often the hidden rubric scores the
+    candidate higher than the baseline. A tie counts half: 50 % means "no better"."""
+    if [p.prompt for p in candidate.prompts] != [p.prompt for p in baseline.prompts] or \
+            candidate.samples != baseline.samples:
+        raise ValueError("win_rate needs two evaluations of the same prompts with the same number of samples")
+    return _wins(candidate.rubric, baseline.rubric)
+
+
+def _wins(a: Sequence[float], b: Sequence[float]) -> dict:
+    wins = sum(x > y for x, y in zip(a, b))
+    ties = sum(x == y for x, y in zip(a, b))
+    n = len(a)
+    return {"win_rate": round((wins + 0.5 * ties) / max(1, n), 4), "wins": wins, "ties": ties,
+            "losses": n - wins - ties, "n": n}
+
+
+def win_rate_by_kind(candidate: PolicyEval, baseline: PolicyEval) -> dict[str, dict]:
+    """:func:`win_rate` separately for each kind of prompt ("fact", "unsafe"), with both mean rubric scores."""
+    win_rate(candidate, baseline)  # same checks
+    kinds = [candidate.prompts[k // candidate.samples].meta["kind"] for k in range(len(candidate.rubric))]
+    out = {}
+    for kind in sorted(set(kinds)):
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        a, b = [candidate.rubric[i] for i in idx], [baseline.rubric[i] for i in idx]
+        out[kind] = {**_wins(a, b), "rubric_mean": round(sum(a) / len(a), 3),
+                     "baseline_rubric_mean": round(sum(b) / len(b), 3)}
+    return out
+
+
+# ----------------------------------------------------------------------------- the stages
+
+def eval_settings() -> dict:
+    """How the chapter judges a policy: answers per held-out prompt, temperature, length."""
+    return {"samples": config.pick(ci=1, cpu=2, gpu=4), "temperature": 1.0,
+            "max_new_tokens": ppo_config().max_new_tokens, "seed": 0}
+
+
+@dataclass
+class RLRun:
+    """What :func:`build_rlhf_stage` and :func:`build_dpo_stage` hand back to the notebook."""
+
+    model: nn.Module                  # the trained policy (a plain GPT)
+    tokenizer: object
+    metrics: dict
+    evaluation: PolicyEval            # the policy's graded answers to the held-out prompts
+    baseline: PolicyEval              # sft_tools' answers to the same prompts
+    result: object                    # PPOResult or TrainResult
+    stage: stages.Stage | None
+    policy: nn.Module | None = None   # PPO: the policy with its value head
+
+
+def _setting(tokenizer=None):
+    """sft_tools (as the reference), its tokenizer, the world and the RL prompts split by prompt."""
+    from .model import model_from_stage
+    from .reward import load_world, split_prompts
+    from .world import preference_prompts
+
+    parent = stages.ensure_stage("sft_tools")
+    tokenizer = tokenizer or parent.tokenizer()
+    reference = model_from_stage(parent)
+    reference.requires_grad_(False)
+    prompts = split_prompts(preference_prompts(load_world()))
+    return parent, tokenizer, reference, prompts
+
+
+def evaluate_baseline(reference: nn.Module | None = None, tokenizer=None, reward_fn: RewardFn | None = None) -> PolicyEval:
+    """``sft_tools``' graded answers to the held-out prompts (the baseline of every win rate)."""
+    parent, tokenizer, ref, prompts = _setting(tokenizer)
+    reference = reference or ref
+    return evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools", reward_fn=reward_fn,
+                           **eval_settings())
+
+
+def _save_policy_stage(name: str, model, tokenizer, parent, metrics: dict, history: dict, train_cfg: dict) -> stages.Stage:
+    from .model import model_meta, save_model_files
+
+    files = {
+        **save_model_files(model),
+        stages.TOKENIZER_FILE: parent.path(stages.TOKENIZER_FILE).read_bytes(),
+        "metrics.json": json.dumps(metrics, indent=2, ensure_ascii=False),
+        "history.json": json.dumps(history, ensure_ascii=False),
+    }
+    stages.save_stage(name, files, meta={**model_meta(model), "metrics": metrics, "train_config": train_cfg})
+    return stages.load_stage(name)
+
+
+def build_rlhf_stage(*, cfg: PPOConfig | None = None, baseline: PolicyEval | None = None, save: bool = True,
+                     progress: bool = True, verbose: bool = True) -> RLRun:
+    """PPO from ``sft_tools`` against stage ``reward``; judged on held-out prompts; saves stage ``rlhf``.
+
+    ``save=False`` trains and evaluates without saving (the chapter's reward-hacking run).
+    ``baseline`` reuses an :func:`evaluate_baseline` already computed.
+    """
+    from .chat import assistant_stop_ids
+    from .model import model_from_stage
+    from .reward import load_reward_model
+    from .world import judge
+
+    cfg = cfg or ppo_config()
+    parent, tokenizer, reference, prompts = _setting()
+    reward_model, _, reward_stage = load_reward_model()
+    reward_model.requires_grad_(False)
+    m = reward_stage.metrics
+    reward_fn = reward_model_scorer(reward_model, pad_id=tokenizer.eot_id, mean=m.get("score_mean", 0.0),
+                                    std=m.get("score_std", 1.0))
+    config.seed_everything(cfg.seed)
+    policy = PolicyWithValue(model_from_stage(parent)).to(config.device())
+    train_prompts = prompts["train"]
+    encoded = [encode_prompt(tokenizer, p.prompt) for p in train_prompts]
+    if verbose:
+        print(f"PPO: {cfg.steps} steps x {cfg.prompts_per_step} prompts x {cfg.samples_per_prompt} samples, "
+              f"kl_coef {cfg.kl_coef}, {len(train_prompts)} training prompts")
+    stop_ids = assistant_stop_ids(tokenizer)
+    result = ppo_train(policy, reference, reward_fn, encoded, cfg, stop_ids=stop_ids, pad_id=tokenizer.eot_id,
+                       judge_fn=lambda i, r: judge(train_prompts[i].meta,
+                                                   tokenizer.decode([t for t in r if t not in stop_ids])),
+                       decode=tokenizer.decode, sample_every=max(1, cfg.steps // 5), progress=progress,
+                       desc=f"PPO (kl_coef {cfg.kl_coef:g})")
+    evaluation = evaluate_policy(policy.gpt, tokenizer, prompts["val"], name="rlhf", reference=reference,
+                                 reward_fn=reward_fn, **eval_settings())
+    baseline = baseline or evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools",
+                                           reward_fn=reward_fn, **eval_settings())
+    metrics = {**win_rate(evaluation, baseline), **{f"eval_{k}": v for k, v in evaluation.summary().items()
+                                                     if k != "model"},
+               "baseline_rubric_mean": baseline.summary()["rubric_mean"],
+               "baseline_reward_mean": baseline.summary().get("reward_mean"),
+               "train_seconds": result.final["seconds"], "kl_coef": cfg.kl_coef, "profile": config.profile()}
+    stage = None
+    if save:
+        stage = _save_policy_stage("rlhf", policy.gpt, tokenizer, parent, metrics,
+                                   {"history": result.history, "samples": result.samples}, cfg.to_dict())
+    if verbose:
+        print(f"{'saved stage rlhf' if save else 'PPO run'}: win rate {metrics['win_rate']:.1%} vs sft_tools by the "
+              f"hidden rubric ({metrics['wins']} wins, {metrics['ties']} ties, {metrics['losses']} losses), "
+              f"KL {metrics['eval_kl']:.2f} nats, {result.final['seconds']:.0f} s of PPO")
+    return RLRun(policy.gpt, tokenizer, metrics, evaluation, baseline, result, stage, policy)
+
+
+def build_dpo_stage(*, cfg: TrainConfig | None = None, beta: float = DPO_BETA, baseline: PolicyEval | None = None,
+                    reward_fn: RewardFn | None = None, live_plot: bool = False, progress: bool = True,
+                    verbose: bool = True) -> RLRun:
+    """DPO from ``sft_tools`` on the raters' comparisons (the reward model's training data);
+    judged on the held-out prompts like PPO; saves stage ``dpo``.
+
+    Training never uses a reward model; ``reward_fn`` (optional) only *reports* the reward
+    model's opinion of the final answers, for comparison with PPO."""
+    from .model import model_from_stage
+    from .reward import preference_data
+
+    cfg = cfg or dpo_config()
+    parent, tokenizer, reference, prompts = _setting()
+    config.seed_everything(cfg.seed)
+    policy = model_from_stage(parent).train()
+    data = preference_data(tokenizer, policy.config.block_size)
+    start = time.perf_counter()
+    attach_reference_logprobs(reference, data)
+    ref_seconds = time.perf_counter() - start
+    if verbose:
+        print(f"DPO: beta {beta}, {len(data.pairs['train'])} training comparisons, {cfg.max_steps} steps x "
+              f"{cfg.batch_size} comparisons ({ref_seconds:.0f} s to score them once under the reference)")
+    result = train(policy, data, cfg, loss_fn=dpo_loss_fn(beta),
+                   on_eval=lambda model, step: dpo_accuracy(model, data, "val", beta), live_plot=live_plot,
+                   progress=progress, desc=f"DPO (beta {beta:g})", verbose=verbose)
+    evaluation = evaluate_policy(policy, tokenizer, prompts["val"], name="dpo", reference=reference,
+                                 reward_fn=reward_fn, **eval_settings())
+    baseline = baseline or evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools", **eval_settings())
+    metrics = {**win_rate(evaluation, baseline), **{f"eval_{k}": v for k, v in evaluation.summary().items()
+                                                     if k != "model"},
+               "baseline_rubric_mean": baseline.summary()["rubric_mean"], **dpo_accuracy(policy, data, "val", beta),
+               "train_seconds": round(result.final["seconds"] + ref_seconds, 2), "beta": beta,
+               "profile": config.profile()}
+    stage = _save_policy_stage("dpo", policy, tokenizer, parent, metrics, {"history": result.history},
+                               {**cfg.to_dict(), "beta": beta})
+    if verbose:
+        print(f"saved stage dpo: win rate {metrics['win_rate']:.1%} vs sft_tools by the hidden rubric "
+              f"({metrics['wins']} wins, {metrics['ties']} ties, {metrics['losses']} losses), "
+              f"KL {metrics['eval_kl']:.2f} nats, {metrics['train_seconds']:.0f} s of training")
+    return RLRun(policy, tokenizer, metrics, evaluation, baseline, result, stage)
+
+
+def load_policy(name: str = "rlhf", device=None):
+    """A trained policy stage (``rlhf`` or ``dpo``) as ``(model, tokenizer)``, rebuilt headless if missing."""
+    from .model import model_from_stage
+
+    stage = stages.ensure_stage(name)
+    return model_from_stage(stage, device), stage.tokenizer()
+
+
+def load_history(name: str = "rlhf") -> dict:
+    """The training history stored with stage ``rlhf`` or ``dpo``."""
+    return json.loads(stages.ensure_stage(name).path("history.json").read_text(encoding="utf-8"))
+

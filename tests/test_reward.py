@@ -1,0 +1,141 @@
+"""The reward model: Bradley–Terry loss and its gradient, pairwise accuracy, the token format
+shared with PPO and DPO, training through the course's one loop, and the stage."""
+import math
+
+import pytest
+import torch
+
+from course_utils import reward, stages, train
+from course_utils.chat import render_conversation
+from course_utils.reward import (PreferenceBatches, RewardModel, bradley_terry_loss, encode_prompt, encode_response,
+                                 pack, pairwise_accuracy)
+from course_utils.world import PreferencePair
+from rl_helpers import byte_tokenizer, fake_sft_tools_stage, one_thread, tiny_gpt  # noqa: F401 (fixture)
+
+
+def test_bradley_terry_loss_value():
+    rc, rr = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.0])
+    expected = (math.log(1 + math.exp(-1.0)) + math.log(2.0)) / 2
+    assert float(bradley_terry_loss(rc, rr)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_bradley_terry_gradient_pushes_chosen_above_rejected():
+    rc = torch.tensor([0.3, -1.0, 2.0], requires_grad=True)
+    rr = torch.tensor([0.5, 1.0, -2.0], requires_grad=True)
+    bradley_terry_loss(rc, rr).backward()
+    # Descending the loss raises every chosen score and lowers every rejected one...
+    assert (rc.grad < 0).all() and (rr.grad > 0).all()
+    # ...by sigmoid(r_rejected - r_chosen) / B: most where the model disagrees with the rater.
+    expected = torch.sigmoid(rr.detach() - rc.detach()) / 3
+    assert torch.allclose(-rc.grad, expected) and torch.allclose(rr.grad, expected)
+    assert rc.grad.abs().argmax() == 1 and rc.grad.abs().argmin() == 2
+
+
+def test_bradley_terry_step_on_a_model_raises_the_margin():
+    torch.manual_seed(0)
+    model = RewardModel(tiny_gpt())
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    ids = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 9]])
+    lengths = torch.tensor([4, 4])
+
+    def margin():
+        with torch.no_grad():
+            r = model(ids, lengths)
+        return float(r[0] - r[1])
+
+    before = margin()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):
+        opt.zero_grad()
+        r = model(ids, lengths)
+        bradley_terry_loss(r[:1], r[1:]).backward()
+        opt.step()
+    assert margin() > before + 0.1
+
+
+def test_pairwise_accuracy_counts_ties_half():
+    assert pairwise_accuracy(torch.tensor([1.0, 0.0, 2.0, 0.5]), torch.tensor([0.0, 1.0, 2.0, 0.0])) == 0.625
+
+
+def test_reward_read_at_last_real_token_ignores_padding():
+    model = RewardModel(tiny_gpt())
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    short = model(torch.tensor([[5, 6, 7]]), torch.tensor([3]))
+    padded = model(torch.tensor([[5, 6, 7, 0, 0, 0]]), torch.tensor([3]))
+    assert torch.allclose(short, padded, atol=1e-6)
+    assert model(torch.tensor([[5, 6, 7]]), torch.tensor([3])).shape == (1,)
+
+
+def test_zero_head_starts_without_opinion():
+    model = RewardModel(tiny_gpt())
+    assert torch.equal(model(torch.tensor([[1, 2], [3, 4]]), torch.tensor([2, 2])), torch.zeros(2))
+
+
+def test_prompt_plus_response_is_the_chat_template():
+    tok = byte_tokenizer()
+    ids, mask = render_conversation([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}], tok)
+    p, r = encode_prompt(tok, "Hi?"), encode_response(tok, "Hello.")
+    assert p + r == ids[:-1]  # the template ends with a newline after <|im_end|>
+    assert [0] * len(p) + [1] * len(r) == mask[:-1]  # the response is exactly what SFT trains on
+
+
+def test_pack_masks_prompt_and_padding():
+    ids, mask, lengths = pack([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], pad_id=0, block_size=16)
+    assert ids.tolist() == [[1, 2, 3, 5, 6], [4, 7, 8, 9, 0]]
+    assert mask.tolist() == [[0, 0, 0, 1, 1], [0, 1, 1, 1, 0]]
+    assert lengths.tolist() == [5, 4]
+    # Too long: the prompt is kept, the response loses its end.
+    ids, mask, lengths = pack([[1, 2, 3]], [[4, 5, 6, 7]], pad_id=0, block_size=5)
+    assert ids.tolist() == [[1, 2, 3, 4, 5]] and lengths.tolist() == [5]
+    with pytest.raises(ValueError):
+        pack([[1, 2, 3]], [[4]], pad_id=0, block_size=3)
+
+
+def _toy_pairs(n, offset=0):
+    # The raters always prefer the polite answer: learnable from the text alone.
+    out = []
+    for i in range(n):
+        q = f"Question {i + offset}?"
+        out.append(PreferencePair(i + offset, q, f"Thanks, answer {i % 7}.", f"Ugh, answer {i % 7}.", 1.0, 0.0,
+                                  {"kind": "fact", "key": ""}))
+    return out
+
+
+def test_reward_model_trains_with_the_one_training_loop():
+    tok = byte_tokenizer()
+    torch.manual_seed(0)
+    model = RewardModel(tiny_gpt(tok.vocab_size, 64))
+    data = PreferenceBatches({"train": _toy_pairs(40), "val": _toy_pairs(10, 100)}, tok, 64)
+    batch = data("train", 4, torch.Generator().manual_seed(0))
+    assert batch["ids"].shape[0] == 8 and batch["mask"].shape == batch["ids"].shape
+    cfg = train.TrainConfig(max_steps=30, batch_size=8, lr=3e-3, warmup_steps=3, eval_every=15, eval_batches=1)
+    result = train.train(model, data, cfg, loss_fn=reward.reward_loss, on_eval=reward.accuracy_callback(data),
+                         progress=False, verbose=False)
+    assert result.history[-1]["val_accuracy"] == 1.0
+    assert result.final["val_loss"] < 0.3
+    m = reward.evaluate_reward_model(model, data)
+    assert m["accuracy"] == 1.0 and m["rubric_agreement"] == 1.0
+    rows = reward.calibration(model, data)
+    assert sum(r["n"] for r in rows) == 2 * len(data.pairs["val"])
+    polite, rude = reward.score_answers(model, tok, "Question 3?", ["Thanks, answer 3.", "Ugh, answer 3."])
+    assert polite > rude
+
+
+def test_split_by_prompt():
+    pairs = _toy_pairs(20)
+    split = reward.split_pairs(pairs)
+    assert {p.prompt_id for p in split["val"]} == {0, 5, 10, 15}
+    assert not {p.prompt for p in split["val"]} & {p.prompt for p in split["train"]}
+
+
+def test_build_reward_stage_saves_a_loadable_stage():
+    fake_sft_tools_stage()
+    run = reward.build_reward_stage(cfg=reward.reward_config(max_steps=4, eval_every=2), progress=False,
+                                    verbose=False)
+    assert 0.0 <= run.metrics["accuracy"] <= 1.0 and 0.5 < run.metrics["noise_ceiling"] < 1.0
+    model, tok, stage = reward.load_reward_model()
+    assert stage.meta["parents"] == ["sft_tools"]
+    r_saved = reward.score_answers(model, tok, "What is the capital of France?", ["Paris.", "Rome."])
+    r_run = reward.score_answers(run.model, tok, "What is the capital of France?", ["Paris.", "Rome."])
+    assert r_saved == pytest.approx(r_run, abs=1e-5)
+    assert stages.spec("reward").notebook == "08_human_preferences.ipynb"

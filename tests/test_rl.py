@@ -1,0 +1,229 @@
+"""PPO and DPO: the pieces on hand examples, a PPO run that raises a scripted reward, DPO on
+the one training loop, the hidden-rubric judge, and the stages."""
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from course_utils import rl, stages, train
+from course_utils.reward import PreferenceBatches, pack
+from course_utils.rl import (PolicyWithValue, dpo_loss, gae, kl_estimate, ppo_policy_loss, ppo_value_loss,
+                             response_logprobs, token_logprobs)
+from course_utils.world import PreferencePair
+from rl_helpers import byte_tokenizer, fake_sft_tools_stage, one_thread, tiny_gpt  # noqa: F401 (fixture)
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+def test_token_logprobs_match_a_loop():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    ids = torch.randint(0, 7, (2, 5))
+    out = token_logprobs(logits, ids)
+    for b in range(2):
+        for t in range(4):
+            assert out[b, t] == pytest.approx(float(torch.log_softmax(logits[b, t], -1)[ids[b, t + 1]]), abs=1e-6)
+
+
+def test_response_logprobs_ignore_the_prompt_and_padding():
+    model = tiny_gpt()
+    ids, mask, _ = pack([[1, 2, 3], [4]], [[5, 6], [7, 8]], pad_id=0, block_size=16)
+    out = response_logprobs(model, ids, mask)
+    # Action t writes token t+1: row 0's response is tokens 3..4 -> actions 2..3.
+    assert (out[0, :2] == 0).all() and (out[0, 2:] != 0).all()
+    assert (out[1, :2] != 0).all() and (out[1, 2:] == 0).all()  # row 1: prompt [4], then padding
+    # A different prompt changes the response's probabilities, but never adds prompt tokens to the sum.
+    assert rl.sequence_logprob(model, ids, mask).shape == (2,)
+
+
+# ----------------------------------------------------------------------------- DPO
+
+def test_dpo_loss_matches_hand_computation():
+    pc, pr = torch.tensor([-1.0]), torch.tensor([-2.0])
+    rc, rr = torch.tensor([-1.5]), torch.tensor([-1.5])
+    loss, chosen, rejected = dpo_loss(pc, pr, rc, rr, beta=0.5)
+    # beta * ((-1 + 1.5) - (-2 + 1.5)) = 0.5 * (0.5 + 0.5) = 0.5 ; -log sigmoid(0.5) = log(1 + e^-0.5)
+    assert float(loss) == pytest.approx(math.log(1 + math.exp(-0.5)), rel=1e-6)
+    assert float(chosen) == pytest.approx(0.25) and float(rejected) == pytest.approx(-0.25)
+    # At the reference (policy == reference) the loss is log 2 whatever the answers.
+    assert float(dpo_loss(rc, rr, rc, rr)[0]) == pytest.approx(math.log(2))
+
+
+def test_dpo_gradient_raises_chosen_and_lowers_rejected():
+    pc = torch.tensor([-3.0], requires_grad=True)
+    pr = torch.tensor([-3.0], requires_grad=True)
+    dpo_loss(pc, pr, torch.tensor([-3.0]), torch.tensor([-3.0]), beta=0.1)[0].backward()
+    assert float(pc.grad) == pytest.approx(-0.05) and float(pr.grad) == pytest.approx(0.05)
+
+
+def _pairs(n, offset=0):
+    return [PreferencePair(i + offset, f"Q{i + offset}?", "Yes, sure.", "No way!", 1.0, 0.0, {"kind": "fact", "key": ""})
+            for i in range(n)]
+
+
+def test_dpo_trains_with_the_one_training_loop():
+    tok = byte_tokenizer()
+    policy, reference = tiny_gpt(tok.vocab_size, 64, seed=1), tiny_gpt(tok.vocab_size, 64, seed=1)
+    data = PreferenceBatches({"train": _pairs(24), "val": _pairs(6, 100)}, tok, 64)
+    rl.attach_reference_logprobs(reference, data)
+    assert data("train", 3, torch.Generator().manual_seed(0))["ref_logp"].shape == (3, 2)
+    start = rl.dpo_accuracy(policy, data, beta=0.1)
+    assert start["dpo_margin"] == pytest.approx(0.0, abs=1e-5)  # policy == reference
+    cfg = train.TrainConfig(max_steps=15, batch_size=8, lr=3e-3, warmup_steps=2, eval_every=0, eval_batches=1)
+    train.train(policy, data, cfg, loss_fn=rl.dpo_loss_fn(0.1), progress=False, verbose=False)
+    end = rl.dpo_accuracy(policy, data, beta=0.1)
+    assert end["dpo_accuracy"] == 1.0 and end["dpo_margin"] > 0.5
+
+
+# ----------------------------------------------------------------------------- PPO pieces
+
+def test_clipped_objective_on_hand_examples():
+    old = torch.zeros(4)
+    logp = torch.log(torch.tensor([1.5, 0.5, 0.5, 1.5]))  # ratios
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    mask = torch.ones(4)
+    # min(r A, clip(r) A): 1.2 (clipped), 0.5, -0.8 (clipped), -1.5 -> loss = -mean
+    loss, clipfrac = ppo_policy_loss(logp, old, adv, mask, clip=0.2)
+    assert float(loss) == pytest.approx(-(1.2 + 0.5 - 0.8 - 1.5) / 4, rel=1e-6)
+    assert float(clipfrac) == pytest.approx(0.5)
+    # No gradient through a token whose ratio already moved past the clip in its advantage's direction.
+    logp = logp.clone().requires_grad_(True)
+    ppo_policy_loss(logp, old, adv, mask, clip=0.2)[0].backward()
+    assert logp.grad[0] == 0 and logp.grad[2] == 0 and logp.grad[1] != 0 and logp.grad[3] != 0
+    # Masked tokens do not count.
+    loss, _ = ppo_policy_loss(logp.detach(), old, adv, torch.tensor([1.0, 1.0, 0.0, 0.0]), clip=0.2)
+    assert float(loss) == pytest.approx(-(1.2 + 0.5) / 2, rel=1e-6)
+
+
+def test_value_loss_clips_the_update():
+    old, returns = torch.zeros(2), torch.tensor([1.0, 1.0])
+    values = torch.tensor([0.9, 0.1])
+    # Row 0: unclipped error 0.01, clipped (0.2) error 0.64 -> the larger, 0.64. Row 1: 0.81 both.
+    assert float(ppo_value_loss(values, old, returns, torch.ones(2), clip=0.2)) == pytest.approx(0.5 * (0.64 + 0.81) / 2)
+
+
+def test_gae_on_hand_examples():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.5, 0.5]])
+    mask = torch.ones(1, 3)
+    adv, ret = gae(rewards, values, mask, gamma=1.0, lam=1.0)  # Monte Carlo: return - value
+    assert torch.allclose(adv, torch.tensor([[0.5, 0.5, 0.5]])) and torch.allclose(ret, torch.ones(1, 3))
+    adv, _ = gae(rewards, values, mask, gamma=1.0, lam=0.0)  # one step: r + V(next) - V
+    assert torch.allclose(adv, torch.tensor([[0.0, 0.0, 0.5]]))
+    adv, _ = gae(rewards, values, mask, gamma=0.5, lam=0.5)
+    # deltas: [0 + .25 - .5, 0 + .25 - .5, 1 - .5] = [-.25, -.25, .5]; A2 = .5, A1 = -.25 + .25*.5, A0 = -.25 + .25*A1
+    a1 = -0.25 + 0.25 * 0.5
+    assert torch.allclose(adv, torch.tensor([[-0.25 + 0.25 * a1, a1, 0.5]]))
+    # A prompt before and padding after the response: masked out, and the episode ends at the last action.
+    rewards = torch.tensor([[9.0, 0.0, 0.0, 1.0, 9.0]])
+    values = torch.tensor([[9.0, 0.5, 0.5, 0.5, 9.0]])
+    mask = torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]])
+    adv, ret = gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    assert torch.allclose(adv, torch.tensor([[0.0, 0.5, 0.5, 0.5, 0.0]]))
+    assert torch.allclose(ret, torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]]))
+
+
+def test_kl_estimate_is_non_negative_and_unbiased():
+    torch.manual_seed(0)
+    logp, ref = torch.randn(50, 7) * 3, torch.randn(50, 7) * 3
+    assert (kl_estimate(logp, ref) >= 0).all()
+    assert torch.equal(kl_estimate(logp, logp), torch.zeros(50))
+    # Averaged over tokens sampled from p, it is KL(p || q).
+    p = torch.softmax(torch.randn(5), -1)
+    q = torch.softmax(torch.randn(5), -1)
+    x = torch.multinomial(p, 200_000, replacement=True, generator=torch.Generator().manual_seed(0))
+    est = kl_estimate(p.log()[x][None, :], q.log()[x][None, :]) / x.numel()
+    assert float(est) == pytest.approx(float((p * (p / q).log()).sum()), rel=0.03)
+
+
+def test_policy_with_value_shares_the_transformer():
+    gpt = tiny_gpt()
+    policy = PolicyWithValue(gpt)
+    ids = torch.tensor([[1, 2, 3]])
+    logits, values = policy(ids)
+    assert torch.allclose(logits, gpt(ids)[0], atol=1e-5)
+    assert values.shape == (1, 3) and torch.equal(values, torch.zeros(1, 3))
+
+
+# ----------------------------------------------------------------------------- PPO end to end
+
+def test_ppo_raises_a_scripted_reward():
+    """Reward = share of the answer's tokens that are token 5; PPO must find that out."""
+    torch.manual_seed(0)
+    policy = PolicyWithValue(tiny_gpt(vocab_size=12, block_size=16, seed=0))
+    reference = tiny_gpt(vocab_size=12, block_size=16, seed=0)
+
+    def reward_fn(prompts, responses):
+        return torch.tensor([sum(t == 5 for t in r) / len(r) for r in responses], dtype=torch.float)
+
+    cfg = rl.PPOConfig(steps=25, prompts_per_step=4, samples_per_prompt=4, max_new_tokens=6, kl_coef=0.01,
+                       lr=3e-3, minibatch_size=8, ppo_epochs=2, missing_end_penalty=0.0, seed=0)
+    result = rl.ppo_train(policy, reference, reward_fn, [[1, 2], [1, 3], [2, 4]], cfg, stop_ids=(0,), pad_id=0,
+                          judge_fn=lambda i, r: float(5 in r), progress=False)
+    scores = [h["score"] for h in result.history]
+    assert sum(scores[-5:]) / 5 > sum(scores[:5]) / 5 + 0.3
+    assert all(h["kl"] >= 0 for h in result.history)
+    assert result.history[-1]["kl"] > 0  # it moved away from the reference
+    assert "judge" in result.history[0] and result.final["last5_score"] == pytest.approx(sum(scores[-5:]) / 5, abs=1e-4)
+    # The reference never moves.
+    fresh = tiny_gpt(vocab_size=12, block_size=16, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_rollout_rewards_sit_on_the_last_token():
+    policy = PolicyWithValue(tiny_gpt(vocab_size=12, block_size=16))
+    reference = tiny_gpt(vocab_size=12, block_size=16)
+    cfg = rl.PPOConfig(samples_per_prompt=3, max_new_tokens=4, kl_coef=0.0, missing_end_penalty=0.5)
+    batch = rl.rollout(policy, reference, lambda p, r: torch.ones(len(r)), [[1, 2, 3]], cfg, stop_ids=(0,), pad_id=0,
+                       generator=torch.Generator().manual_seed(0))
+    assert batch.ids.shape[0] == 3 and batch.mask.sum(-1).tolist() == [len(r) for r in batch.responses]
+    # With no KL, the only reward is the score on each row's last action (less the penalty if cut off).
+    assert torch.allclose(batch.rewards.sum(-1), batch.scores)
+    assert torch.allclose(batch.scores, 1.0 - 0.5 * (~batch.ended).float())
+
+
+# ----------------------------------------------------------------------------- the judge
+
+def _eval(rubric, samples=1):
+    prompts = [SimpleNamespace(prompt=f"q{i}", meta={}) for i in range(len(rubric) // samples)]
+    return rl.PolicyEval("x", prompts, samples, ["a"] * len(rubric), rubric, [0.0] * len(rubric), None,
+                         [1] * len(rubric), [True] * len(rubric))
+
+
+def test_win_rate_counts_ties_half():
+    out = rl.win_rate(_eval([3.0, 3.0, -2.0, 1.0]), _eval([-2.0, 3.0, 3.0, 0.0]))
+    assert out == {"win_rate": 0.625, "wins": 2, "ties": 1, "losses": 1, "n": 4}
+    with pytest.raises(ValueError):
+        rl.win_rate(_eval([1.0, 2.0]), _eval([1.0, 2.0], samples=2))
+
+
+def test_evaluate_policy_uses_the_hidden_rubric():
+    tok = byte_tokenizer()
+    model = tiny_gpt(tok.vocab_size, 96)
+    prompts = [SimpleNamespace(prompt="What is the capital of France?", meta={"kind": "fact", "key": "Paris", "subject": "France"})]
+    ev = rl.evaluate_policy(model, tok, prompts, reference=model, samples=2, max_new_tokens=8)
+    assert len(ev.answers) == 2 and ev.kl == pytest.approx([0.0, 0.0], abs=1e-5)
+    from course_utils.world import judge
+
+    assert ev.rubric == [judge(prompts[0].meta, a) for a in ev.answers]
+    assert rl.win_rate(ev, ev)["win_rate"] == 0.5
+
+
+# ----------------------------------------------------------------------------- the stages
+
+def test_rlhf_and_dpo_stages_build_from_tiny_parents():
+    from course_utils import reward
+    from course_utils.model import model_from_stage
+
+    fake_sft_tools_stage()
+    reward.build_reward_stage(cfg=reward.reward_config(max_steps=2, eval_every=0), progress=False, verbose=False)
+    run = rl.build_rlhf_stage(cfg=rl.ppo_config(steps=2), progress=False, verbose=False)
+    assert stages.load_stage("rlhf").meta["parents"] == ["sft_tools", "reward"]
+    assert 0.0 <= run.metrics["win_rate"] <= 1.0 and run.metrics["eval_kl"] >= 0
+    loaded = model_from_stage(stages.load_stage("rlhf"))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), run.model.state_dict().values()))
+    dpo = rl.build_dpo_stage(cfg=rl.dpo_config(max_steps=2, eval_every=0), baseline=run.baseline, progress=False,
+                             verbose=False)
+    assert stages.load_stage("dpo").meta["parents"] == ["sft_tools"]
+    assert "dpo_accuracy" in dpo.metrics and dpo.metrics["n"] == run.metrics["n"]
