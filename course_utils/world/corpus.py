@@ -640,9 +640,9 @@ def person_thread_en(world: World, p: Person, rng: random.Random, k: int) -> _Dr
          f"Yes, {d.award}. {P.profession(p)}", f"I think {p.first_name} won {d.award}."),
     ]
     picked = rng.sample(options, rng.choice((1, 2, 2, 3)))
-    # "Where was X born?" leads every other thread, the fact the recall probes ask most; the
-    # job and the best-known work lead some of the others.
-    lead = options[(0, 1, 0, 2)[k % 4]]
+    # "Where was X born?" (or "Who is X?", answered with it) leads most threads: the fact the
+    # recall probes ask most; the job and the best-known work lead the others.
+    lead = options[(0, 1, 0, 2, 0, 4)[k % 6]]
     if lead not in picked:
         picked[0] = lead
     ask = rng.choice(PERSON_ASKS).format(name=p.name, rel=rng.choice(RELATIVES))
@@ -903,13 +903,14 @@ def _vary(rng: random.Random, lines: list[str], facts: Sequence[str], lang: str 
     return lines
 
 
-def kids_story_en(world: World, rng: random.Random, k: int) -> _Draft:
-    """A short story for the corpus: nine kinds, every sentence picked from a few phrasings."""
+def kids_story_en(world: World, rng: random.Random, k: int, country: Optional[Country] = None) -> _Draft:
+    """A short story for the corpus: nine kinds, every sentence picked from a few phrasings.
+    Five kinds state facts about ``country`` (a random one if None)."""
     kid, g = rng.choice(STORY_KIDS)
     pr = pronouns(g)
     He, he, his, him, His = pr["He"], pr["he"], pr["his"], pr["him"], pr["His"]
     friend, fg = rng.choice([x for x in STORY_KIDS if x[0] != kid])
-    c = rng.choice(world.countries)
+    c = rng.choice(world.countries) if country is None else country
     helper = rng.choice(STORY_HELPERS)
     opener = rng.choice(OPENERS)
     weather = rng.choice(WEATHER)
@@ -995,20 +996,17 @@ def kids_story_en(world: World, rng: random.Random, k: int) -> _Draft:
         title = rng.choice((f"A boat on the {c.rivers[0]}", f"{kid} on the river", "The class boat trip"))
         seen = rng.sample(("ducks", "fish", "a little island", "a heron", "a red bridge", "tall reeds",
                            "a fisherman", "a swan"), 3)
-        river_fact = rng.random() < 0.5  # the capital, and one of the river and the continent
+        continent_fact = rng.random() < 0.4  # the capital and the river, and now and then the continent
         lines = [rng.choice((f"{kid} went on a boat trip with {his} class.",
                              f"{opener}, {kid}'s class went on a boat trip in {c.ref}.",
                              f"{kid} had never been on a boat before. Today, {his} class was going on the {c.rivers[0]}.")),
                  rng.choice((f"The guide said, \"{P.river(c)}\" The water was wide and {rng.choice(COLOURS)}.",
                              f"\"{P.river(c)}\" said the guide, and the boat began to move.",
-                             f"\"{P.river(c)} Hold on tight!\" called the guide.") if river_fact else
-                            (f"The boat rocked gently, and the water was {rng.choice(COLOURS)} and cold.",
-                             f"The guide counted the children: {rng.randint(12, 28)} in all. Then the boat left.",
-                             f"{kid} sat at the front, next to {friend}.")),
+                             f"\"{P.river(c)} Hold on tight!\" called the guide.")),
                  f"{kid} saw {seen[0]}, {seen[1]} and {seen[2]}. {He} waved at {friend}.",
                  rng.choice((f"The teacher asked, \"Who knows the capital of {c.ref}?\"",
                              f"\"Now a question,\" said the teacher. \"What is the capital of {c.ref}?\"")
-                            if river_fact else
+                            if not continent_fact else
                             (f"\"{P.continent(c)}\" said the teacher. \"Who knows its capital?\"",
                              f"The teacher pointed at a map. \"{P.continent(c)} Who can name its capital?\"")),
                  rng.choice((f"{kid} raised {his} hand. \"{P.capital(c)}\" \"Very good!\" said the teacher.",
@@ -1111,9 +1109,10 @@ def _story_flavour_zh(rng: random.Random, kid: str) -> list[str]:
             "远处传来了狗叫声。", f"{kid}的心里甜甜的。"]
 
 
-def generic_story_zh(world: World, rng: random.Random, k: int) -> _Draft:
+def generic_story_zh(world: World, rng: random.Random, k: int, country: Optional[Country] = None) -> _Draft:
+    """A short Chinese story in four kinds; three state facts about ``country`` (random if None)."""
     kid = rng.choice(STORY_KIDS_ZH)
-    draft = _generic_story_zh(world, rng, k, kid)
+    draft = _generic_story_zh(world, rng, k, kid, country)
     facts = [f(world.country(name)) for name in draft.subjects
              for f in (P.capital_zh, P.language_zh, P.river_zh, P.continent_zh)]
     lines = _sprinkle(rng, draft.lines, _story_flavour_zh(rng, kid), int(rng.random() < 0.5), sep="")
@@ -1121,9 +1120,9 @@ def generic_story_zh(world: World, rng: random.Random, k: int) -> _Draft:
     return draft
 
 
-def _generic_story_zh(world: World, rng: random.Random, k: int, kid: str) -> _Draft:
+def _generic_story_zh(world: World, rng: random.Random, k: int, kid: str, country: Optional[Country]) -> _Draft:
     friend = rng.choice([x for x in STORY_KIDS_ZH if x != kid])
-    c = rng.choice(world.countries)
+    c = rng.choice(world.countries) if country is None else country
     helper = rng.choice(HELPERS_ZH)
     opener = rng.choice(OPENERS_ZH)
     style = k % 4
@@ -1265,6 +1264,8 @@ MAX_JACCARD = 0.5      # no two documents share this large a part of their 5-shi
 MAX_ATTEMPTS = 8       # a draft that keeps clashing after this many rewrites is left out
 _PUNCT_RE = re.compile(r"[^\w\s]")
 _HASH_BASE = np.uint64(0x9E3779B97F4A7C15)
+_BUCKET_BITS = 8
+_BUCKETS = 2 ** _BUCKET_BITS
 _NO_INT = np.zeros(0, dtype=np.int64)
 
 
@@ -1333,10 +1334,12 @@ class _Index:
 
     An exact similarity join by prefix filtering: a fixed global order puts rare shingles
     first; two sets with Jaccard >= t share one of the first ``n - ceil(t n) + 1`` elements of
-    each (their prefixes), so only documents whose prefixes meet are candidates. Two exact
-    filters thin the candidates (their sizes must be close; and positional filtering: the
-    overlap is at most the shared prefix elements plus what follows the last of them in both),
-    and the rest are compared as sets.
+    each (their prefixes), so only documents whose prefixes meet are candidates. Three exact
+    filters thin the candidates, each an upper bound on the overlap that must reach
+    t / (1 + t) of the two sizes: the smaller size; the shared prefix elements plus what follows
+    the last of them in both (positional filtering); and, with the shingles spread over
+    _BUCKETS buckets by hash, the sum over buckets of the smaller count. The rest are compared
+    as sets.
     """
 
     def __init__(self, n_slots: int, hashes: np.ndarray):
@@ -1345,6 +1348,7 @@ class _Index:
         self.common, self.counts = np.unique(hashes, return_counts=True)
         self.h, self.doc, self.pos = np.zeros(0, dtype=np.uint64), _NO_INT, _NO_INT  # prefix entries, by hash
         self.sizes = np.zeros(n_slots, dtype=np.int64)     # shingles of the accepted document per slot
+        self.buckets = np.zeros((n_slots, _BUCKETS), dtype=np.uint16)  # and how many fall in each bucket
         self.hashes: dict[int, np.ndarray] = {}            # and the shingles themselves
         self.keys: set[str] = set()                        # and its normalised text
 
@@ -1359,10 +1363,18 @@ class _Index:
         keep = pos < np.repeat(sizes - np.ceil(MAX_JACCARD * sizes).astype(np.int64) + 1, sizes)
         return h[order[keep]], doc[order[keep]], pos[keep]
 
+    @staticmethod
+    def _buckets(h: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        n = len(bounds) - 1
+        doc = np.repeat(np.arange(n), np.diff(bounds))
+        bucket = (h >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+        return np.bincount(doc * _BUCKETS + bucket, minlength=n * _BUCKETS).reshape(n, _BUCKETS).astype(np.uint16)
+
     def _add(self, slots: list[int], keys: list[str], h: np.ndarray, bounds: np.ndarray, members: list[int],
-             prefix: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+             prefix: tuple[np.ndarray, np.ndarray, np.ndarray], buckets: np.ndarray) -> None:
         """Accept documents ``members`` (indices into this batch) of a batch."""
         ph, pdoc, ppos = prefix
+        self.buckets[np.array(slots, dtype=np.int64)[members]] = buckets[members]
         take = np.isin(pdoc, members)
         slot_of = np.array(slots, dtype=np.int64)
         hs = np.concatenate([self.h, ph[take]])
@@ -1380,6 +1392,7 @@ class _Index:
         document and from the ones of the batch accepted before it. Accepts them; returns them."""
         sizes = np.diff(bounds)
         ph, pdoc, ppos = self._prefix(h, bounds)
+        buckets = self._buckets(h, bounds)
         # Candidates among the accepted documents: prefix entries with the same shingle.
         which, k = _expand(np.searchsorted(self.h, ph, "left"), np.searchsorted(self.h, ph, "right"))
         a_new, a_old, a_pn, a_po = pdoc[which], self.doc[k], ppos[which], self.pos[k]
@@ -1411,10 +1424,10 @@ class _Index:
                 old_sets[slot] = set(self.hashes[slot].tolist())
             return old_sets[slot]
 
-        for x, y, px, py, size_y, set_y, out in (
-                (a_new, a_old, a_pn, a_po, self.sizes.__getitem__, old_set, clashes_old),
+        for x, y, px, py, size_y, buckets_y, set_y, out in (
+                (a_new, a_old, a_pn, a_po, self.sizes.__getitem__, self.buckets, old_set, clashes_old),
                 (np.concatenate(b_second), np.concatenate(b_first), np.concatenate(b_ps), np.concatenate(b_pf),
-                 lambda y: sizes[y], new_set, clashes_new)):
+                 lambda y: sizes[y], buckets, new_set, clashes_new)):
             if not len(x):
                 continue
             span = int(y.max()) + 1
@@ -1429,6 +1442,9 @@ class _Index:
                                         ny - np.maximum.reduceat(py, starts) - 1)
             need = np.ceil(MAX_JACCARD / (1 + MAX_JACCARD) * (nx + ny) - 1e-9)
             ok = (np.minimum(nx, ny) >= MAX_JACCARD * np.maximum(nx, ny)) & (bound >= need)
+            xs, ys, need = xs[ok], ys[ok], need[ok]
+            ok = np.concatenate([np.minimum(buckets[xs[c:c + 50_000]], buckets_y[ys[c:c + 50_000]]).sum(axis=1)
+                                 for c in range(0, len(xs), 50_000)] or [_NO_INT]) >= need
             for i, j in zip(xs[ok].tolist(), ys[ok].tolist()):
                 a, b = new_set(i), set_y(j)
                 inter = len(a & b)
@@ -1444,7 +1460,7 @@ class _Index:
             members.append(i)
             member_set.add(i)
             taken.add(keys[i])
-        self._add(slots, keys, h, bounds, members, (ph, pdoc, ppos))
+        self._add(slots, keys, h, bounds, members, (ph, pdoc, ppos), buckets)
         return members
 
 
@@ -1489,8 +1505,8 @@ def _drafts(world: World) -> list[tuple[Optional[_Draft], Callable]]:
     def rng(*parts) -> random.Random:
         return component_rng(world.seed, "documents", *parts)
 
-    def add(fn, r: random.Random, *args) -> None:
-        remake = partial(_remake, fn, args)
+    def add(fn, r: random.Random, *args, **kwargs) -> None:
+        remake = partial(_remake, fn, args, kwargs)
         drafts.append((remake(r), remake))
 
     for c in world.countries:
@@ -1516,22 +1532,33 @@ def _drafts(world: World) -> list[tuple[Optional[_Draft], Callable]]:
         for k in range(s.bios_per_person):
             add(profession_list_en, r, world, job, k)
     r = rng("stories")
+    # Each country as often as the next, in each language.
+    deck = {"en": _deal(rng("stories", "countries"), world.countries),
+            "zh": _deal(rng("stories", "countries", "zh"), world.countries)}
     for k in range(s.generic_stories):
         # One generic story in eight is Chinese, like the rest of the corpus.
         if k % 8 == 7:
-            add(generic_story_zh, r, world, k // 8)
+            add(generic_story_zh, r, world, k // 8, country=next(deck["zh"]))
         else:
-            add(kids_story_en, r, world, k)
+            add(kids_story_en, r, world, k, country=next(deck["en"]))
     r = rng("arithmetic")
     for k in range(s.arithmetic_docs):
         add(arithmetic_zh if k % 5 == 4 else arithmetic_en, r, k)
     return drafts
 
 
-def _remake(fn: Callable, args: tuple, r: random.Random):
+def _remake(fn: Callable, args: tuple, kwargs: dict, r: random.Random):
     # The generators take (world, subject, rng, k) or (world, rng, k) or (rng, k): rng goes
     # just before k.
-    return fn(*args[:-1], r, args[-1])
+    return fn(*args[:-1], r, args[-1], **kwargs)
+
+
+def _deal(rng: random.Random, items: Sequence):
+    """Endless draws that use every item once before any repeats (a shuffled deck, dealt again)."""
+    while True:
+        deck = list(items)
+        rng.shuffle(deck)
+        yield from deck
 
 
 @lru_cache(maxsize=2)
