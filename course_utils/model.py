@@ -105,8 +105,51 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        # Same as x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight, in one kernel.
+        # x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight, two ways with equal results:
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            # Training: with the hand-written gradient of _RMSNormFunction below (faster on CPU).
+            return _RMSNormFunction.apply(x, self.weight, self.eps)
+        # No gradient needed (generation, evaluation): PyTorch's own, which saves the ~10 us of
+        # Python that a custom autograd function costs per call, felt when generating token by token.
         return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+class _RMSNormFunction(torch.autograd.Function):
+    """RMSNorm with its gradient written out by hand, for speed on CPU.
+
+    On CPU, PyTorch (2.13) has no fused RMSNorm kernel: ``F.rms_norm`` runs the formula step by
+    step (pow, mean, rsqrt, mul, mul), and autograd builds the gradient from another ~13 steps,
+    each a full pass over the activations. RMSNorm runs 2 * n_layer + 1 times per forward, so
+    this was a good share of a training step. Here the forward takes 3 passes and the backward 6.
+    With r = 1 / rms(x), one number per vector of size d, and g = grad_out * weight:
+
+        grad_x      = r * g - x * r**3 * mean(g * x)     (the mean over the d numbers of each vector)
+        grad_weight = sum over all positions of grad_out * x * r
+
+    ``torch.autograd.gradcheck`` confirms it against finite differences.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, eps):
+        # rms = |x| / sqrt(d): vector_norm reads x once and writes one number per vector.
+        r = torch.rsqrt(torch.linalg.vector_norm(x, dim=-1, keepdim=True).square() / x.size(-1) + eps)
+        ctx.save_for_backward(x, weight, r)  # r is small: one number per vector
+        return x * r * weight
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # a gradient of this gradient would be wrong: refuse it
+    def backward(ctx, grad_out):
+        x, weight, r = ctx.saved_tensors
+        d = x.size(-1)
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            g = grad_out * weight
+            dot = torch.linalg.vecdot(g, x).unsqueeze(-1)  # sum(g * x) of each vector, without a temporary
+            grad_x = torch.addcmul(g * r, x, dot * r.pow(3) / -d)
+        if ctx.needs_input_grad[1]:
+            # The sum over positions of (grad_out * x) * r is a matrix-vector product.
+            grad_weight = (grad_out * x).reshape(-1, d).T @ r.reshape(-1)
+        return grad_x, grad_weight, None
 
 
 def rotate_half(x):

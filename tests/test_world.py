@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from course_utils import cleaning
 from course_utils.world import (ALL_CLOZE_RELATIONS, CLOZE_SEPARATOR, COUNTRIES, DIFFICULTIES, IDK_MARKER, PAGE_KINDS,
                                 SPOTLIGHT_UNKNOWN, build_world, chat_examples, cloze_probes, contains_answer,
                                 crawl, default_sizes, documents, domain_corpus, honesty_examples, idk_probes,
                                 jaccard, judge, preference_pairs, preference_prompts, qa_probes,
                                 rater_noise_ceiling, tool_examples, tool_probes, verifiable_tasks, word_shingles)
-from course_utils import cleaning
 from course_utils.world import corpus, web
 
 SEED = 1337
