@@ -2,6 +2,21 @@
 from __future__ import annotations
 
 
+def _with_html_fallback(children, output):
+    """A VBox of ``children`` that live front ends draw as a widget, while headless runs and
+    exported pages fall back to the HTML of ``output`` as last drawn."""
+    import ipywidgets as widgets
+
+    class ExplorerBox(widgets.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            bundle = super()._repr_mimebundle_(**kwargs)
+            if isinstance(bundle, dict):
+                bundle["text/html"] = output.value
+            return bundle
+
+    return ExplorerBox(children)
+
+
 # ----------------------------------------------------------------------------- token explorer (chapter 02)
 
 _TOKEN_COLOURS = ["#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad"]
@@ -39,19 +54,11 @@ def token_explorer(tokenizer, text: str = _DEFAULT_TEXT, allowed_special="none")
                    f"→ <b>{len(ids)} tokens</b> ({ratio})</div>")
         return f"<div style='line-height:2.2'>{''.join(spans)}</div>{summary}"
 
-    class Explorer(widgets.VBox):
-        def _repr_mimebundle_(self, **kwargs):
-            # Live front ends draw the widget; others fall back to the HTML of the last drawing.
-            bundle = super()._repr_mimebundle_(**kwargs)
-            if isinstance(bundle, dict):
-                bundle["text/html"] = output.value
-            return bundle
-
     box = widgets.Text(value=text, description="Text:", continuous_update=True,
                        layout=widgets.Layout(width="95%"))
     output = widgets.HTML(render(text))  # drawn once now: callbacks never fire in a headless run
     box.observe(lambda change: setattr(output, "value", render(change["new"])), names="value")
-    return Explorer([box, output])
+    return _with_html_fallback([box, output], output)
 
 
 # ----------------------------------------------------------------------------- sampling explorer (chapter 05)
@@ -102,18 +109,11 @@ def sampling_explorer(model, tokenizer, prompt: str = "The capital of France is"
                     f"top-p {v['top_p'] if v['top_p'] < 1.0 else 'off'}, seed {v['seed']}")
         return f"<div style='color:#555'>{n_samples} samples, {settings}</div>{''.join(rows)}"
 
-    class Explorer(widgets.VBox):
-        def _repr_mimebundle_(self, **kwargs):
-            bundle = super()._repr_mimebundle_(**kwargs)
-            if isinstance(bundle, dict):
-                bundle["text/html"] = output.value
-            return bundle
-
     output = widgets.HTML(render())  # drawn once now: callbacks never fire in a headless run
     for w in controls.values():
         w.observe(lambda change: setattr(output, "value", render()), names="value")
-    return Explorer([controls["prompt"], widgets.HBox([controls["temperature"], controls["top_k"]]),
-                     widgets.HBox([controls["top_p"], controls["seed"]]), output])
+    return _with_html_fallback([controls["prompt"], widgets.HBox([controls["temperature"], controls["top_k"]]),
+                                widgets.HBox([controls["top_p"], controls["seed"]]), output], output)
 
 
 # ----------------------------------------------------------------------------- chat box (chapters 06, 07)
