@@ -105,22 +105,22 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        # x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight, two ways with equal results:
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            # Training: with the hand-written gradient of _RMSNormFunction below (faster on CPU).
+        # Same as x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.
+        if x.device.type == "cpu" and torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            # Training on CPU: with a hand-written gradient, much faster there (see below).
             return _RMSNormFunction.apply(x, self.weight, self.eps)
-        # No gradient needed (generation, evaluation): PyTorch's own, which saves the ~10 us of
-        # Python that a custom autograd function costs per call, felt when generating token by token.
+        # Otherwise PyTorch's own: fused on GPUs, and without the ~10 us of Python that a custom
+        # autograd function costs per call (felt when generating one token at a time).
         return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
 
 
 class _RMSNormFunction(torch.autograd.Function):
-    """RMSNorm with its gradient written out by hand, for speed on CPU.
+    """RMSNorm with its gradient written out by hand, for training on CPU.
 
     On CPU, PyTorch (2.13) has no fused RMSNorm kernel: ``F.rms_norm`` runs the formula step by
-    step (pow, mean, rsqrt, mul, mul), and autograd builds the gradient from another ~13 steps,
-    each a full pass over the activations. RMSNorm runs 2 * n_layer + 1 times per forward, so
-    this was a good share of a training step. Here the forward takes 3 passes and the backward 6.
+    step, and autograd builds the gradient from ~13 more steps, each a full pass over the
+    activations. RMSNorm runs 2 * n_layer + 1 times per forward, so that was a good share of a
+    training step. Written out, the forward takes 3 passes and the backward 6.
     With r = 1 / rms(x), one number per vector of size d, and g = grad_out * weight:
 
         grad_x      = r * g - x * r**3 * mean(g * x)     (the mean over the d numbers of each vector)
@@ -141,14 +141,15 @@ class _RMSNormFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight, r = ctx.saved_tensors
         d = x.size(-1)
+        grad_out_x = grad_out * x  # both gradients start from it
         grad_x = grad_weight = None
         if ctx.needs_input_grad[0]:
-            g = grad_out * weight
-            dot = torch.linalg.vecdot(g, x).unsqueeze(-1)  # sum(g * x) of each vector, without a temporary
-            grad_x = torch.addcmul(g * r, x, dot * r.pow(3) / -d)
+            # mean(g * x) = (grad_out * x) @ weight / d: a matrix-vector product, no temporary.
+            mean_gx = (grad_out_x @ weight).unsqueeze(-1) / d
+            grad_x = torch.addcmul(grad_out * weight * r, x, -mean_gx * r.pow(3))
         if ctx.needs_input_grad[1]:
-            # The sum over positions of (grad_out * x) * r is a matrix-vector product.
-            grad_weight = (grad_out * x).reshape(-1, d).T @ r.reshape(-1)
+            # The sum over positions of (grad_out * x) * r: a matrix-vector product too.
+            grad_weight = grad_out_x.reshape(-1, d).T @ r.reshape(-1)
         return grad_x, grad_weight, None
 
 
@@ -194,8 +195,8 @@ class RotaryEmbedding(nn.Module):
         sin = self.sin[start:start + T].to(x.dtype)
         # x * cos + rotate_half(x) * sin, where rotate_half(x) = (-x2, x1). The minus sign lives in
         # the sin buffer, so what is left is swapping the halves, (x2, x1): a roll by half the
-        # width. addcmul(a, b, c) = a + b * c in one pass. 3 operations instead of 6 (chunk, neg,
-        # cat, 2 mul, add): the elementwise work adds up in training, on queries and keys of every layer.
+        # width. addcmul(a, b, c) = a + b * c in one pass. That is 3 passes over q and k instead of
+        # 5 (neg, cat, mul, mul, add); in training they add up, in every layer, forward and backward.
         return torch.addcmul(x * cos, x.roll(half, dims=-1), sin)
 
 
@@ -286,7 +287,7 @@ class CausalSelfAttention(nn.Module):
             # Several new tokens after a cache: is_causal would align the mask to the wrong corner.
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_mask(T, start, x.device),
                                                dropout_p=dropout_p)
-        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again (reshape copies only if it must)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_drop(self.proj(y)), attention
 
 

@@ -230,7 +230,8 @@ def finetune(model, tokenizer, conversations: Sequence[list], cfg: TrainConfig, 
         s = data.stats()
         text = f", {replay_share:.0%} of each batch pretraining text" if replay_share else ""
         print(f"{desc}: {s['conversations']} conversations, {s['tokens']:,} tokens "
-              f"({s['trained_share']:.0%} trained on){text}, {cfg.max_steps} steps x {cfg.batch_size * cfg.grad_accum} rows")
+              f"({s['trained_share']:.0%} trained on){text}, "
+              f"{cfg.max_steps} steps x {cfg.batch_size * cfg.grad_accum} rows")
     result = train(model, data, cfg, on_sample=chat_sampler(tokenizer) if samples else None, live_plot=live_plot,
                    progress=progress, desc=desc, verbose=verbose)
     return result, data
