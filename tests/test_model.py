@@ -270,3 +270,12 @@ def test_plot_attention_draws_one_panel_per_head():
     with pytest.raises(ValueError, match="shape"):
         plot_attention(torch.ones(5))
     plt.close("all")
+
+
+def test_hand_written_rmsnorm_gradient_matches_autograd():
+    from course_utils.model import _RMSNormFunction
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: _RMSNormFunction.apply(x, w, 1e-5), (x, weight))
