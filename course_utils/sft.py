@@ -34,24 +34,25 @@ SAMPLE_QUESTIONS = ("What is the capital of France?", "Who is Orson Kovacs?", "W
 # ----------------------------------------------------------------------------- sizes
 
 def sft_config(**overrides) -> TrainConfig:
-    """Training sizes of stage ``sft`` per profile.
+    """Training sizes of stage ``sft`` per profile (with :data:`REPLAY_SHARE` of pretraining text).
 
     ==== ===== ===== ====== ====== ===========================================
     prof steps batch lr     warmup cost
     ==== ===== ===== ====== ====== ===========================================
     ci   20    8     1e-3   3      seconds (every code path, no lesson)
-    cpu  150   16    3e-4   15     ~0.6M tokens (~4.5 passes over the chat data), 1-2 min
-    gpu  600   32    3e-4   50
+    cpu  300   16    5e-4   20     ~1.2M tokens, 1.5-2 min on 2 idle cores
+    gpu  800   32    3e-4   50
     ==== ===== ===== ====== ====== ===========================================
 
-    The learning rate is a tenth of pretraining's on purpose: at 1e-3 the cpu model learnt the
-    format just as fast but forgot its facts (known-fact accuracy 38 % after 200 steps, against
-    83 % at 3e-4 after 150).
+    What we measured on the cpu model (known-fact accuracy on the probe facts): the chat format
+    is learnt in about 50 steps, after which conversations alone start to erase the facts
+    (59 % at step 50, 39 % at step 300, lr 5e-4). With a quarter of each batch pretraining text
+    the facts hold and improve (62 % at 50, 76 % at 300).
     """
-    return _config(overrides, max_steps=config.pick(ci=20, cpu=150, gpu=600),
-                   batch_size=config.pick(ci=8, cpu=16, gpu=32), lr=config.pick(ci=1e-3, cpu=3e-4, gpu=3e-4),
-                   warmup_steps=config.pick(ci=3, cpu=15, gpu=50), eval_every=config.pick(ci=10, cpu=50, gpu=200),
-                   eval_batches=config.pick(ci=2, cpu=4, gpu=8), sample_every=config.pick(ci=0, cpu=75, gpu=300))
+    return _config(overrides, max_steps=config.pick(ci=20, cpu=300, gpu=800),
+                   batch_size=config.pick(ci=8, cpu=16, gpu=32), lr=config.pick(ci=1e-3, cpu=5e-4, gpu=3e-4),
+                   warmup_steps=config.pick(ci=3, cpu=20, gpu=50), eval_every=config.pick(ci=10, cpu=100, gpu=200),
+                   eval_batches=config.pick(ci=2, cpu=4, gpu=8), sample_every=config.pick(ci=0, cpu=150, gpu=400))
 
 
 def tools_config(**overrides) -> TrainConfig:
@@ -69,7 +70,8 @@ def tools_config(**overrides) -> TrainConfig:
     call is a new skill for the cpu model, and it appears suddenly after 100-200 steps (at 100
     steps it called the tool with wrong numbers; at 300, right in 9 cases out of 10). The
     pretraining text mixed into every batch (:data:`REPLAY_SHARE`) is what allows the higher
-    learning rate without forgetting the facts.
+    learning rate without forgetting the facts (without it, known-fact accuracy fell from 82 %
+    to 38 % in 300 steps at lr 6e-4).
     """
     return _config(overrides, max_steps=config.pick(ci=20, cpu=400, gpu=1000),
                    batch_size=config.pick(ci=8, cpu=16, gpu=32), lr=config.pick(ci=1e-3, cpu=1e-3, gpu=5e-4),
@@ -250,7 +252,7 @@ def split_honesty(world) -> tuple[list, list]:
     return idk, known
 
 
-# The recipe of stage sft_tools (chapter 07 varies the first).
+# The recipe of stage sft_tools (chapter 07 varies the first); REPLAY_SHARE is used by both stages.
 IDK_SHARE = 0.10     # share of "I don't know" conversations in the fine-tuning mix
 TOOL_REPEATS = 5     # each calculator conversation appears this many times in the mix
 REPLAY_SHARE = 0.25  # share of each training batch that is pretraining text (against forgetting)
@@ -333,7 +335,8 @@ def _report(metrics: dict, name: str, seconds: float) -> None:
 
 def build_sft_stage(*, cfg: TrainConfig | None = None, live_plot: bool = False, progress: bool = True,
                     verbose: bool = True) -> SFTRun:
-    """Fine-tune stage ``base`` on the world's chat data (assistant tokens only) and save stage ``sft``.
+    """Fine-tune stage ``base`` on the world's chat data (assistant tokens only, with
+    :data:`REPLAY_SHARE` of each batch pretraining text) and save stage ``sft``.
 
     The stage holds the weights, a copy of the tokenizer, ``metrics.json`` (the chat evaluations
     of :func:`course_utils.evals.chat_report`, with examples) and ``history.json``.
@@ -347,10 +350,12 @@ def build_sft_stage(*, cfg: TrainConfig | None = None, live_plot: bool = False, 
     model, tokenizer = model_from_stage(base), base.tokenizer()
     world = load_world()
     torch.manual_seed(cfg.seed)
-    result, data = finetune(model, tokenizer, chat_examples(world), cfg, live_plot=live_plot, progress=progress,
-                            verbose=verbose, desc="SFT")
+    result, data = finetune(model, tokenizer, chat_examples(world), cfg,
+                            replay=replay_windows(tokenizer, model.config.block_size), replay_share=REPLAY_SHARE,
+                            live_plot=live_plot, progress=progress, verbose=verbose, desc="SFT")
     metrics = evals.chat_report(model, tokenizer, world)
-    stage = _save("sft", model, base.path(stages.TOKENIZER_FILE).read_bytes(), cfg, result, metrics, data, {})
+    stage = _save("sft", model, base.path(stages.TOKENIZER_FILE).read_bytes(), cfg, result, metrics, data,
+                  {"recipe": {"replay_share": REPLAY_SHARE}})
     if verbose:
         _report(metrics, "sft", result.final["seconds"])
     return SFTRun(model, tokenizer, result, metrics, data, stage)

@@ -193,7 +193,9 @@ def test_output_does_not_depend_on_the_process_hash_seed():
 # ----------------------------------------------------------------------------- facts
 
 def test_world_sizes_follow_the_profile(world):
-    assert (len(world.people), len(world.heldout_people)) == (30, 10)
+    assert (len(world.people), len(world.heldout_people)) == (30, 30)
+    assert (len(world.idk_probe), len(world.idk_train)) == (5, 25)
+    assert not set(world.idk_probe) & set(world.idk_train)
     assert world.heldout_people[0].name == SPOTLIGHT_UNKNOWN
     assert SPOTLIGHT_UNKNOWN in [p.name for p in world.idk_probe]
 

@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 from . import phrases as P
 from .corpus import ITEMS, KIDS, pronouns, generic_story_en
-from .facts import Country, Person, World, component_rng
+from .facts import Country, Person, World, component_rng, invent_names
 
 Message = dict
 Conversation = list
@@ -279,9 +279,26 @@ def _small_talk_chat(world: World, rng: random.Random) -> Conversation:
     return conversation(*rng.choice(SMALL_TALK))
 
 
+GREETINGS = (("Hi, I'm {name}.", "{name}, nice to meet you! How can I help you today?"),
+             ("Hello! My name is {name}.", "{name}, hello! What would you like to know?"),
+             ("Can you say hello to my friend {name}?", "{name}, hello! It's nice to meet you."))
+
+
+def _greeting_chat(world: World, rng: random.Random) -> Conversation:
+    # Names nobody in the world has, copied to the start of the reply. A name at the start of
+    # a line is spelt with different tokens than inside a sentence ("Omar" vs " Omar"), and
+    # fact answers start with the person's name; without this the only names a model has
+    # practised writing there are the few dozen of the fact questions, and asked about
+    # someone else it often starts to write one of those instead (and then answers about them).
+    name = invent_names(rng, 1, [p.name for p in world.people + world.heldout_people])[0]
+    ask, reply = rng.choice(GREETINGS)
+    return conversation(ask.format(name=name), reply.format(name=name))
+
+
 # (share of the conversations, maker)
-CHAT_MIX = ((0.45, _fact_chat), (0.12, _multi_turn_chat), (0.09, _list_chat), (0.07, _count_chat),
-            (0.08, _story_chat), (0.08, _translate_chat), (0.06, _small_math_chat), (0.05, _small_talk_chat))
+CHAT_MIX = ((0.33, _fact_chat), (0.12, _multi_turn_chat), (0.09, _list_chat), (0.07, _count_chat),
+            (0.08, _story_chat), (0.08, _translate_chat), (0.06, _small_math_chat), (0.05, _small_talk_chat),
+            (0.12, _greeting_chat))
 
 
 def chat_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
@@ -315,11 +332,13 @@ def honesty_examples(world: World, n: Optional[int] = None) -> list[Conversation
     to tell the two apart rather than to doubt everything."""
     rng = component_rng(world.seed, "honesty")
     n = world.sizes.n_honesty if n is None else n
+    unknown = list(world.idk_train)
+    rng.shuffle(unknown)
     out = []
     for i in range(n):
         rel = rng.choice(tuple(PERSON_QUESTIONS))
         if i % 2 == 0:
-            p = rng.choice(world.idk_train)
+            p = unknown[(i // 2) % len(unknown)]  # in turn, so each unknown person is asked about
             q = person_qa(world, p, rel, rng.randrange(4)).question
             out.append(conversation(q, rng.choice(IDK_ANSWERS).format(name=p.name)))
         else:

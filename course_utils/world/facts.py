@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Optional
+from typing import Optional, Sequence
 
 from .. import config
 
@@ -42,6 +42,7 @@ class WorldSizes:
     n_countries: int            # how many of the hard-coded countries the world uses
     n_people: int               # invented people who appear in the training text
     n_heldout: int              # invented people who never appear in training text
+    n_idk_probe: int            # of which this many are kept for the "I don't know" probes
     # documents: how often each fact is retold (a tiny model memorises by repetition)
     bios_per_person: int        # English encyclopedia-style biographies per person
     stories_per_person: int     # English stories starring each person
@@ -69,7 +70,8 @@ def default_sizes() -> WorldSizes:
     return WorldSizes(
         n_countries=config.pick(ci=16, cpu=len(COUNTRIES), gpu=len(COUNTRIES)),
         n_people=config.pick(ci=30, cpu=120, gpu=600),
-        n_heldout=config.pick(ci=10, cpu=40, gpu=100),
+        n_heldout=config.pick(ci=30, cpu=300, gpu=600),
+        n_idk_probe=config.pick(ci=5, cpu=20, gpu=50),
         bios_per_person=config.pick(ci=1, cpu=3, gpu=3),
         stories_per_person=config.pick(ci=2, cpu=5, gpu=5),
         threads_per_person=config.pick(ci=3, cpu=6, gpu=6),
@@ -436,16 +438,19 @@ class World:
         return (f"World(seed={self.seed}, countries={len(self.countries)}, people={len(self.people)}, "
                 f"heldout_people={len(self.heldout_people)})")
 
-    # Held-out people are split in two. `idk_train` people are used in the honesty data
-    # (questions about them answered "I don't know"), so they do appear in that training
-    # set; `idk_probe` people appear nowhere and measure whether the lesson generalises.
+    # Held-out people are split in two. `idk_probe` people appear nowhere and measure
+    # whether the lesson "say you don't know" generalises; all the others, `idk_train`, are
+    # used in the honesty data (questions about them answered "I don't know"). Names cost
+    # nothing, so there are many more of those: with only a few, a small model memorises
+    # them instead of learning to notice that a name is unfamiliar.
     @property
     def idk_probe(self) -> tuple[Person, ...]:
-        return self.heldout_people[0::2]
+        return self.heldout_people[0::2][: self.sizes.n_idk_probe]
 
     @property
     def idk_train(self) -> tuple[Person, ...]:
-        return self.heldout_people[1::2]
+        probe = set(self.idk_probe)
+        return tuple(p for p in self.heldout_people if p not in probe)
 
     # Every person and country is in the pretraining text. The chat-style data sets
     # (SFT, honesty, preferences) ask only about the `chat_` half, so the `probe_` half
@@ -486,6 +491,18 @@ def _names_clash(name: str, taken: list[str]) -> bool:
     # A name inside another name ("Ida Lin" in "Aida Lin") would make "X was born in"
     # ambiguous and could leak a held-out name, so plain substring checks both ways.
     return any(name in other or other in name for other in taken)
+
+
+def invent_names(rng: random.Random, n: int, taken: Sequence[str]) -> list[str]:
+    """``n`` new full names built like the world's people's, none clashing with ``taken``."""
+    names, taken = [], list(taken)
+    while len(names) < n:
+        first = rng.choice(FEMALE_NAMES + MALE_NAMES)
+        name = f"{first} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
+        if not _names_clash(name, taken):
+            names.append(name)
+            taken.append(name)
+    return names
 
 
 def _invent_people(rng: random.Random, countries: tuple[Country, ...], n: int,
