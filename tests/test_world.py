@@ -498,6 +498,29 @@ def test_tool_calls_compute_the_right_answer(world):
         assert answer in (a + b, abs(a - b), a * b)
 
 
+def test_chat_data_answers_three_digit_problems_right_but_never_a_probe(world):
+    answers = [conv[-1]["content"] for conv in chat_examples(world)]
+    worked = [re.fullmatch(r"(\d{3}) ([-+×]) (\d{3}) = (-?\d+)\.", a) for a in answers]
+    worked = [m.groups() for m in worked if m]
+    assert len(worked) >= 0.02 * len(answers)
+    for a, op, b, result in worked:
+        assert int(result) == {"+": int(a) + int(b), "-": int(a) - int(b), "×": int(a) * int(b)}[op]
+    asked = {(int(a), int(b)) for a, _, b, _ in worked}
+    for question, _ in tool_probes(world):
+        assert tuple(map(int, re.findall(r"\d{3}", question))) not in asked, question
+
+
+def test_greetings_copy_names_nobody_in_the_world_has(world):
+    from course_utils.world.datasets import GREETINGS
+
+    known = [p.name for p in world.people + world.heldout_people]
+    asks = tuple(ask.split("{name}")[0] for ask, _ in GREETINGS)
+    greeted = [conv[-1]["content"].split(",")[0] for conv in chat_examples(world) if conv[0]["content"].startswith(asks)]
+    assert greeted
+    for name in greeted:
+        assert all(name not in k and k not in name for k in known), name
+
+
 def test_verifiable_tasks_get_harder_and_check_answers(world):
     steps = []
     for d in DIFFICULTIES:

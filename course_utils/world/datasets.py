@@ -23,6 +23,7 @@ Who may appear where (the tests check it):
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -265,6 +266,18 @@ def _small_math_chat(world: World, rng: random.Random) -> Conversation:
     return conversation(f"What is {a} - {b}?", f"{a} - {b} = {a - b}.")
 
 
+def _big_math_chat(world: World, rng: random.Random) -> Conversation:
+    # Three-digit problems answered in one go, right. A model this small gets most of them wrong
+    # when it tries (chapter 07 measures how often, then gives it a calculator), but it learns
+    # that such a question gets a short answer and an end, not a story or a list.
+    probes = {(a, op, b) for a, op, b, _ in _probe_triples(world.seed, world.sizes.n_tool, world.sizes.n_tool_probes)}
+    while True:
+        a, op, b = _three_digit_problem(rng)
+        if (a, op, b) not in probes:
+            break
+    return conversation(rng.choice(TOOL_QUESTIONS[op]).format(a=a, b=b), f"{a} {SYMBOL[op]} {b} = {_apply(a, op, b)}.")
+
+
 SMALL_TALK = (("Hello!", "Hello! How can I help you today?"),
               ("Hi there.", "Hi! What would you like to know?"),
               ("Thank you!", "You're welcome!"),
@@ -296,9 +309,9 @@ def _greeting_chat(world: World, rng: random.Random) -> Conversation:
 
 
 # (share of the conversations, maker)
-CHAT_MIX = ((0.33, _fact_chat), (0.12, _multi_turn_chat), (0.09, _list_chat), (0.07, _count_chat),
-            (0.08, _story_chat), (0.08, _translate_chat), (0.06, _small_math_chat), (0.05, _small_talk_chat),
-            (0.12, _greeting_chat))
+CHAT_MIX = ((0.37, _fact_chat), (0.12, _multi_turn_chat), (0.08, _list_chat), (0.06, _count_chat),
+            (0.07, _story_chat), (0.08, _translate_chat), (0.05, _small_math_chat), (0.05, _big_math_chat),
+            (0.05, _small_talk_chat), (0.07, _greeting_chat))
 
 
 def chat_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
@@ -380,8 +393,8 @@ def tool_conversation(a: int, op: str, b: int, question: str) -> Conversation:
             {"role": "assistant", "content": f"{a} {SYMBOL[op]} {b} = {r}."}]
 
 
-def _tool_triples(world: World, stream: str, n: int, exclude: set = frozenset()) -> list[tuple[int, str, int, str]]:
-    rng = component_rng(world.seed, stream)
+def _tool_triples(seed: int, stream: str, n: int, exclude: set = frozenset()) -> list[tuple[int, str, int, str]]:
+    rng = component_rng(seed, stream)
     out = []
     while len(out) < n:
         a, op, b = _three_digit_problem(rng)
@@ -398,7 +411,7 @@ def tool_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
     n = world.sizes.n_tool if n is None else n
     rng = component_rng(world.seed, "tool", "small")
     out = []
-    for i, (a, op, b, q) in enumerate(_tool_triples(world, "tool", n)):
+    for i, (a, op, b, q) in enumerate(_tool_triples(world.seed, "tool", n)):
         if i % 6 == 5:
             x, y = rng.randint(0, 9), rng.randint(0, 9)
             out.append(conversation(f"What is {x} + {y}?", f"{x} + {y} = {x + y}."))
@@ -410,8 +423,13 @@ def tool_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
 def tool_probes(world: World, n: Optional[int] = None) -> list[tuple[str, int]]:
     """(question, answer) three-digit problems that :func:`tool_examples` never asks."""
     n = world.sizes.n_tool_probes if n is None else n
-    seen = {(a, op, b) for a, op, b, _ in _tool_triples(world, "tool", world.sizes.n_tool)}
-    return [(q, _apply(a, op, b)) for a, op, b, q in _tool_triples(world, "tool-probes", n, seen)]
+    return [(q, _apply(a, op, b)) for a, op, b, q in _probe_triples(world.seed, world.sizes.n_tool, n)]
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_triples(seed: int, n_tool: int, n_probes: int) -> tuple:
+    seen = {(a, op, b) for a, op, b, _ in _tool_triples(seed, "tool", n_tool)}
+    return tuple(_tool_triples(seed, "tool-probes", n_probes, seen))
 
 
 # ----------------------------------------------------------------------------- verifiable tasks
