@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from course_utils import config
 from course_utils.generate import generate
 from course_utils.model import GPT, default_config
+from course_utils.pretrain import pretrain_config
 from course_utils.train import TrainConfig, train
 
 
@@ -178,7 +179,10 @@ def main() -> None:
         chunk = data[idx]
         return chunk[:, :-1], chunk[:, 1:]
 
-    tcfg = TrainConfig(max_steps=args.steps, batch_size=B, lr=1e-4, warmup_steps=1, eval_every=0, eval_batches=0)
+    # The course loop with pretraining's own settings (torch.compile on in the cpu and gpu
+    # profiles; round 0, not counted, pays the one-off compile).
+    tcfg = TrainConfig(max_steps=args.steps, batch_size=B, lr=1e-4, warmup_steps=1, eval_every=0, eval_batches=0,
+                       compile=pretrain_config().compile)
     ref_opts = {name: torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.1) for name, m in refs.items()}
     ref_gen = torch.Generator().manual_seed(0)
     tokens = args.steps * B * T
@@ -213,6 +217,7 @@ def main() -> None:
     result = {
         "profile": config.profile(),
         "threads": torch.get_num_threads(),
+        "compiled": tcfg.compile,
         "torch": torch.__version__,
         "shape": {"vocab": cfg.vocab_size, "block": T, "batch": B, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
                   "n_embd": cfg.n_embd},

@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -76,6 +77,11 @@ class TrainConfig:
     checkpoint_dir: str | None = None  # where checkpoints go; None: no checkpoints
     amp_dtype: str | None = None  # "bfloat16" for autocast; None keeps float32 (the default)
     num_threads: int | None = None  # torch threads; None keeps torch's default (one per core)
+    # torch.compile the training forward and backward: fuses the many small element-wise steps
+    # (RMSNorm, RoPE, SwiGLU) into fewer kernels. Pays when the batch shape never changes and
+    # the run is long (pretraining); costs a one-off compile and needs a C++ compiler, so a
+    # failed compile falls back to plain PyTorch with a warning.
+    compile: bool = False
 
     @property
     def final_lr(self) -> float:
@@ -385,6 +391,12 @@ def load_checkpoint(path: str | Path, model: nn.Module, opt: torch.optim.Optimiz
 
 # ----------------------------------------------------------------------------- the loop
 
+def _compiled(model: nn.Module) -> nn.Module:
+    # The compiled module shares the parameters; checkpoints, evaluation and sampling keep
+    # using `model` itself, so their state dicts and shapes are unaffected.
+    return torch.compile(model)
+
+
 def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: LossFn | None = None,
           on_sample: Callable[[nn.Module, int], str | None] | None = None,
           on_eval: Callable[[nn.Module, int], dict] | None = None,
@@ -473,6 +485,7 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
             if verbose:
                 tqdm.write(f"--- sample at step {step} ---\n{text}")
 
+    step_model = _compiled(model) if cfg.compile else model
     model.train()
     try:
         while step < cfg.max_steps:
@@ -488,7 +501,15 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
             for _ in range(cfg.grad_accum):
                 batch = to_device(get_batch("train", cfg.batch_size, batch_gen), device)
                 with _autocast(cfg, device):
-                    loss = loss_fn(model, batch)
+                    try:
+                        loss = loss_fn(step_model, batch)
+                    except Exception as err:  # noqa: BLE001 - only a failed compile is caught
+                        if step_model is model:
+                            raise
+                        warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
+                                      f"training without it.", stacklevel=2)
+                        step_model = model
+                        loss = loss_fn(model, batch)
                 (loss / cfg.grad_accum).backward()
                 loss_sum += loss.item()
                 step_tokens += count_tokens(batch)

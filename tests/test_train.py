@@ -111,6 +111,34 @@ def test_tiny_model_learns_a_tiny_task():
     assert result.final["stopped"] == "max_steps"
 
 
+def test_compiled_training_matches_plain_training():
+    results = []
+    for compile_ in (False, True):
+        model = tiny_model()
+        res = train(model, random_batches(), quick_cfg(max_steps=4, eval_batches=0, compile=compile_),
+                    progress=False, verbose=False)
+        results.append((res.train_losses, [p.detach().clone() for p in model.parameters()]))
+    (loss1, params1), (loss2, params2) = results
+    assert loss1 == pytest.approx(loss2, rel=1e-4)
+    for a, b in zip(params1, params2):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_a_failed_compile_falls_back_to_plain_training(monkeypatch):
+    import course_utils.train as train_module
+
+    class BrokenCompile(nn.Module):
+        def forward(self, *args, **kwargs):
+            raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(train_module, "_compiled", lambda model: BrokenCompile())
+    plain = train(tiny_model(), random_batches(), quick_cfg(max_steps=3, eval_batches=0), progress=False, verbose=False)
+    with pytest.warns(UserWarning, match="torch.compile failed.*no C\\+\\+ compiler"):
+        res = train(tiny_model(), random_batches(), quick_cfg(max_steps=3, eval_batches=0, compile=True),
+                    progress=False, verbose=False)
+    assert res.train_losses == plain.train_losses
+
+
 def test_grad_accumulation_matches_one_big_batch():
     # Sequences in the big batch and in the two half batches are the same (drawn row by row),
     # and the model has no dropout, so the only difference is float rounding.
