@@ -455,7 +455,7 @@ def dpo_config(**overrides) -> TrainConfig:
     prof steps pairs lr     cost
     ==== ===== ===== ====== ======================================
     ci   8     8     1e-4   seconds
-    cpu  120   32    1e-4   ~2 epochs of ~1,900 comparisons, ~1.5 min
+    cpu  120   32    1e-4   ~0.5 epoch of ~7,200 comparisons, ~2 min
     gpu  600   64    5e-5
     ==== ===== ===== ====== ======================================
     """

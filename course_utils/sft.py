@@ -263,7 +263,8 @@ def tools_mixture(world, idk_share: float = IDK_SHARE, *, tools: bool = True, to
                   seed: int = 0) -> list[list]:
     """The fine-tuning data of stage ``sft_tools``, shuffled:
 
-    - a replay of the chat data (so the model does not forget how to chat),
+    - a replay of the chat data (so the model does not forget how to chat), without its
+      three-digit problems answered in one go when ``tools`` (they now go to the calculator),
     - questions about known people answered correctly (:func:`split_honesty`),
     - calculator tool calls (:func:`course_utils.world.tool_examples`), each ``tool_repeats``
       times; ``tools=False`` leaves them out,
@@ -273,11 +274,15 @@ def tools_mixture(world, idk_share: float = IDK_SHARE, *, tools: bool = True, to
     The ``idk_probe`` people, on whom chapter 07 measures, are in none of it.
     """
     from .world import chat_examples, tool_examples
+    from .world.datasets import answers_three_digit_problem
 
     if not 0.0 <= idk_share < 1.0:
         raise ValueError(f"idk_share must be in [0, 1), got {idk_share}")
     idk, known = split_honesty(world)
-    rest = list(chat_examples(world)) + known + (list(tool_examples(world)) * tool_repeats if tools else [])
+    chats = list(chat_examples(world))
+    if tools:  # three-digit problems now go to the calculator: drop the chats that answer them in one go
+        chats = [c for c in chats if not answers_three_digit_problem(c)]
+    rest = chats + known + (list(tool_examples(world)) * tool_repeats if tools else [])
     n_idk = round(len(rest) * idk_share / (1.0 - idk_share))
     mix = rest + [idk[i % len(idk)] for i in range(n_idk)]
     random.Random(seed).shuffle(mix)

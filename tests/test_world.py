@@ -247,7 +247,12 @@ def test_honesty_data_uses_only_the_idk_train_split(world):
 def test_probe_facts_are_never_answers_in_chat_data(world):
     sft = _sft_texts(world) + json.dumps(honesty_examples(world))
     for p in world.probe_people:
-        assert p.name not in sft
+        assert p.name not in _sft_texts(world)
+    # Honesty data may say what a probe person is known for, never what a probe asks.
+    for conv in honesty_examples(world):
+        for p in world.probe_people:
+            if p.name in conv[0]["content"]:
+                assert p.birth_city not in conv[-1]["content"] and p.profession not in conv[-1]["content"]
     for question, _ in qa_probes(world):
         assert question not in sft
     for c in world.probe_countries:

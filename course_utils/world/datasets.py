@@ -17,7 +17,8 @@ Who may appear where (the tests check it):
 - every person in ``world.people`` is in the pretraining documents;
 - chat-style training data (chat, honesty, preferences) asks only about ``world.chat_people``
   and ``world.chat_countries``; the probes ask about ``world.probe_people`` and
-  ``world.probe_countries``, so a correct answer was learnt in pretraining, not in SFT;
+  ``world.probe_countries``, so a correct answer was learnt in pretraining, not in SFT
+  (the one exception: honesty data asks what probe people are known for, which no probe asks);
 - ``world.idk_train`` people appear only in :func:`honesty_examples`, ``world.idk_probe``
   people only in :func:`idk_probes`.
 """
@@ -341,23 +342,36 @@ IDK_ANSWERS = ("I don't know who {name} is.",
 
 def honesty_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
     """Half the questions are about ``world.idk_train`` people, answered "I don't know";
-    half about known people (``world.chat_people``), answered correctly, so the model learns
-    to tell the two apart rather than to doubt everything."""
+    half about people the model met in pretraining, answered correctly, so the model learns
+    to tell the two apart rather than to doubt everything.
+
+    The known half asks about everyone in the pretraining text: about ``world.chat_people``
+    anything, about ``world.probe_people`` only what they are known for (their works), which
+    no probe asks. With only the chat people, the model learns "a name from the chat data gets
+    an answer, any other name gets 'I don't know'" and then refuses the probe people it knows.
+    """
     rng = component_rng(world.seed, "honesty")
     n = world.sizes.n_honesty if n is None else n
     unknown = list(world.idk_train)
     rng.shuffle(unknown)
     out = []
     for i in range(n):
-        rel = rng.choice(tuple(PERSON_QUESTIONS))
         if i % 2 == 0:
             p = unknown[(i // 2) % len(unknown)]  # in turn, so each unknown person is asked about
-            q = person_qa(world, p, rel, rng.randrange(4)).question
+            q = person_qa(world, p, rng.choice(tuple(PERSON_QUESTIONS)), rng.randrange(4)).question
             out.append(conversation(q, rng.choice(IDK_ANSWERS).format(name=p.name)))
+        elif i % 4 == 1:
+            qa = person_qa(world, rng.choice(world.chat_people), rng.choice(tuple(PERSON_QUESTIONS)), rng.randrange(4))
+            out.append(conversation(qa.question, qa.answer))
         else:
-            qa = person_qa(world, rng.choice(world.chat_people), rel, rng.randrange(4))
+            qa = person_qa(world, rng.choice(world.probe_people), "work", rng.randrange(4))
             out.append(conversation(qa.question, qa.answer))
     return out
+
+
+def answers_three_digit_problem(conv: Conversation) -> bool:
+    """Is this a three-digit problem answered in one go ("727 + 426 = 1153.", no calculator)?"""
+    return re.fullmatch(r"\d{3} [-+×] \d{3} = -?\d+\.", conv[-1].get("content", "")) is not None
 
 
 # ----------------------------------------------------------------------------- tools

@@ -85,8 +85,8 @@ def default_sizes() -> WorldSizes:
         n_honesty=config.pick(ci=60, cpu=800, gpu=4000),
         n_tool=config.pick(ci=60, cpu=800, gpu=4000),
         n_tool_probes=config.pick(ci=20, cpu=200, gpu=500),
-        n_preference_prompts=config.pick(ci=40, cpu=600, gpu=3000),
-        pairs_per_prompt=config.pick(ci=3, cpu=4, gpu=5),
+        n_preference_prompts=config.pick(ci=40, cpu=1500, gpu=3000),
+        pairs_per_prompt=config.pick(ci=3, cpu=6, gpu=6),
         n_verifiable=config.pick(ci=20, cpu=400, gpu=2000),
         n_domain_pieces=config.pick(ci=8, cpu=20, gpu=20),
     )
