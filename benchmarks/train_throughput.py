@@ -15,7 +15,7 @@ round by round in one process (the median of each is compared, so machine noise 
 Generation: new tokens per second for 256 greedy tokens with and without the KV cache.
 Target: the cache >= 3x faster.
 
-    .venv/bin/python benchmarks/train_throughput.py [--rounds 5] [--steps 8] [--threads 1]
+    .venv/bin/python benchmarks/train_throughput.py [--rounds 5] [--steps 8] [--threads 1] [--compile]
 """
 from __future__ import annotations
 
@@ -161,6 +161,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--gen-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--compile", action="store_true", help="train the course model with TrainConfig.compile=True")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -179,10 +180,10 @@ def main() -> None:
         chunk = data[idx]
         return chunk[:, :-1], chunk[:, 1:]
 
-    # The course loop with pretraining's own settings (torch.compile on in the cpu and gpu
-    # profiles; round 0, not counted, pays the one-off compile).
+    # The course loop as pretraining runs it, or with torch.compile (--compile; round 0, not
+    # counted, pays the one-off compile).
     tcfg = TrainConfig(max_steps=args.steps, batch_size=B, lr=1e-4, warmup_steps=1, eval_every=0, eval_batches=0,
-                       compile=pretrain_config().compile)
+                       compile=args.compile or pretrain_config().compile)
     ref_opts = {name: torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.1) for name, m in refs.items()}
     ref_gen = torch.Generator().manual_seed(0)
     tokens = args.steps * B * T

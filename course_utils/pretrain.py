@@ -52,9 +52,6 @@ def pretrain_config(**overrides) -> TrainConfig:
         eval_batches=config.pick(ci=2, cpu=8, gpu=20),
         sample_every=config.pick(ci=15, cpu=200, gpu=1000),
         seed=config.DEFAULT_SEED,
-        # Pretraining is the one long run with a fixed batch shape, where compiling pays
-        # (see TrainConfig.compile); ci's 30 steps would spend longer compiling than training.
-        compile=config.pick(ci=False, cpu=True, gpu=True),
     )
     return replace(cfg, **overrides)  # an unknown name is a TypeError, not a silent no-op
 
