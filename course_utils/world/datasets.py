@@ -271,7 +271,8 @@ def _big_math_chat(world: World, rng: random.Random) -> Conversation:
     # Three-digit problems answered in one go, right. A model this small gets most of them wrong
     # when it tries (chapter 07 measures how often, then gives it a calculator), but it learns
     # that such a question gets a short answer and an end, not a story or a list.
-    probes = {(a, op, b) for a, op, b, _ in _probe_triples(world.seed, world.sizes.n_tool, world.sizes.n_tool_probes)}
+    sizes = world.sizes
+    probes = {(a, op, b) for a, op, b, _ in _probe_triples(world.seed, sizes.n_tool, sizes.n_tool_probes)}
     while True:
         a, op, b = _three_digit_problem(rng)
         if (a, op, b) not in probes:
