@@ -41,26 +41,27 @@ from course_utils.train import TrainConfig, train
 class PlainBlock(nn.Module):
     """The course's block (RMSNorm, RoPE, SwiGLU, no biases) as one would first write it."""
 
-    def __init__(self, d, n_head, hidden, eps=1e-5):
+    def __init__(self, d, n_head, hidden):
         super().__init__()
-        self.n_head, self.eps = n_head, eps
+        self.n_head = n_head
         self.norm1, self.norm2 = nn.Parameter(torch.ones(d)), nn.Parameter(torch.ones(d))
         self.qkv, self.proj = nn.Linear(d, 3 * d, bias=False), nn.Linear(d, d, bias=False)
         self.gate, self.up = nn.Linear(d, hidden, bias=False), nn.Linear(d, hidden, bias=False)
         self.down = nn.Linear(hidden, d, bias=False)
 
-    def rms_norm(self, x, weight):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * weight
-
     def forward(self, x, cos, sin):
         B, T, C = x.shape
-        q, k, v = self.qkv(self.rms_norm(x, self.norm1)).split(C, dim=2)
+        q, k, v = self.qkv(rms_norm(x, self.norm1)).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
-        h = self.rms_norm(x, self.norm2)
+        h = rms_norm(x, self.norm2)
         return x + self.down(F.silu(self.gate(h)) * self.up(h))
+
+
+def rms_norm(x, weight, eps=1e-5):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
 def rotate_half(x):
@@ -94,7 +95,7 @@ class PlainGPT(nn.Module):
         x = self.wte(idx)
         for b in self.blocks:
             x = b(x, cos, sin)
-        x = self.blocks[0].rms_norm(x, self.norm)
+        x = rms_norm(x, self.norm)
         logits = self.head(x)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
