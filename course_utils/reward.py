@@ -22,7 +22,7 @@ of the last real token (the one that has seen everything) into one number.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -66,9 +66,7 @@ def reward_config(**overrides) -> TrainConfig:
         eval_batches=config.pick(ci=2, cpu=4, gpu=16),
         seed=config.DEFAULT_SEED,
     )
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+    return replace(cfg, **overrides)  # an unknown name is a TypeError, not a silent no-op
 
 
 # ----------------------------------------------------------------------------- the network

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
 import torch
@@ -473,9 +473,7 @@ def dpo_config(**overrides) -> TrainConfig:
         eval_batches=config.pick(ci=2, cpu=8, gpu=16),
         seed=config.DEFAULT_SEED,
     )
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    return cfg
+    return replace(cfg, **overrides)  # an unknown name is a TypeError, not a silent no-op
 
 
 DPO_BETA = 0.1
