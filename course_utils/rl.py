@@ -47,12 +47,13 @@ RewardFn = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], torch.Te
 
 # ----------------------------------------------------------------------------- shared pieces
 
-def token_logprobs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+def token_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """``out[b, t] = log p(ids[b, t+1] | ids[b, :t+1])``: (B, T-1), in float32.
 
-    Position ``t`` of the output is the *action* that wrote token ``t + 1``.
+    Position ``t`` of the output is the *action* that wrote token ``t + 1``. ``temperature``
+    gives the probabilities of the distribution actually sampled from, ``softmax(logits / T)``.
     """
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
     return logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
 
 
@@ -67,9 +68,11 @@ def policy_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return model(ids)[0]
 
 
-def response_logprobs(model: nn.Module, ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """Per-token log-probabilities of the response under ``model``, (B, T-1), 0 off the response."""
-    return token_logprobs(policy_logits(model, ids), ids) * action_mask(response_mask)
+def response_logprobs(model: nn.Module, ids: torch.Tensor, response_mask: torch.Tensor,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """Per-token log-probabilities of the response under ``model`` (sampled at ``temperature``),
+    (B, T-1), 0 off the response."""
+    return token_logprobs(policy_logits(model, ids), ids, temperature) * action_mask(response_mask)
 
 
 def sequence_logprob(model: nn.Module, ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
@@ -262,9 +265,9 @@ def rollout(policy: PolicyWithValue, reference: nn.Module, reward_fn: RewardFn, 
     ids, response_mask = ids.to(device), response_mask.to(device)
     mask = action_mask(response_mask)
     logits, values = policy(ids)
-    old_logp = token_logprobs(logits, ids) * mask
+    old_logp = token_logprobs(logits, ids, cfg.temperature) * mask
     values = values[:, :-1] * mask
-    ref_logp = response_logprobs(reference, ids, response_mask)
+    ref_logp = response_logprobs(reference, ids, response_mask, cfg.temperature)
     scores = reward_fn(rows, responses).to(device).float()
     scores = scores - cfg.missing_end_penalty * (~ended).to(device).float()
     rewards = -cfg.kl_coef * (old_logp - ref_logp) * mask
@@ -293,7 +296,7 @@ def ppo_update(policy: PolicyWithValue, optimizer: torch.optim.Optimizer, batch:
             T = int(mask.sum(0).nonzero().max()) + 2 if mask.any() else ids.size(1)
             ids, mask = ids[:, :T], mask[:, :T - 1]
             logits, values = policy(ids)
-            logp = token_logprobs(logits, ids) * mask
+            logp = token_logprobs(logits, ids, cfg.temperature) * mask
             pg_loss, clipfrac = ppo_policy_loss(logp, batch.old_logp[mb, :T - 1], batch.advantages[mb, :T - 1], mask,
                                                 cfg.clip)
             vf_loss = ppo_value_loss(values[:, :-1], batch.values[mb, :T - 1], batch.returns[mb, :T - 1], mask,
@@ -547,8 +550,8 @@ def evaluate_policy(model: nn.Module, tokenizer, prompts: Sequence, *, name: str
         if reference is not None:
             ids, response_mask, _ = pack(p, r, pad_id=tokenizer.eot_id, block_size=model.config.block_size)
             ids, response_mask = ids.to(device), response_mask.to(device)
-            logp = response_logprobs(model, ids, response_mask)
-            ref_logp = response_logprobs(reference, ids, response_mask)
+            logp = response_logprobs(model, ids, response_mask, temperature)
+            ref_logp = response_logprobs(reference, ids, response_mask, temperature)
             kl += kl_estimate(logp, ref_logp, action_mask(response_mask)).cpu().tolist()
         if reward_fn is not None:
             reward += reward_fn(p, r).cpu().tolist()

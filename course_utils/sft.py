@@ -255,7 +255,10 @@ def split_honesty(world) -> tuple[list, list]:
 
 # The recipe of stage sft_tools (chapter 07 varies the first); REPLAY_SHARE is used by both stages.
 IDK_SHARE = 0.10     # share of "I don't know" conversations in the fine-tuning mix
-TOOL_REPEATS = 5     # each calculator conversation appears this many times in the mix
+# Each calculator conversation appears this many times in the mix. Distinct problems teach copying
+# the result better than repeats: on the cpu model 4,000 problems once gave 96 % tool arithmetic
+# (and 73 % known facts), 800 problems five times 92.5 % (66.5 %), at the same 400 steps.
+TOOL_REPEATS = 1
 REPLAY_SHARE = 0.375  # share of each training batch that is pretraining text (against forgetting)
 
 

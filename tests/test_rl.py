@@ -25,6 +25,26 @@ def test_token_logprobs_match_a_loop():
         for t in range(4):
             assert out[b, t] == pytest.approx(float(torch.log_softmax(logits[b, t], -1)[ids[b, t + 1]]), abs=1e-6)
 
+    # At temperature T they are the log-probabilities of softmax(logits / T), what a sampler draws from.
+    cooled = token_logprobs(logits, ids, temperature=0.5)
+    assert cooled[1, 2] == pytest.approx(float(torch.log_softmax(logits[1, 2] / 0.5, -1)[ids[1, 3]]), abs=1e-6)
+
+
+def test_rollout_log_probs_are_those_of_the_sampling_temperature():
+    """PPO's ratios compare probabilities of the distribution the answers were drawn from."""
+    policy = PolicyWithValue(tiny_gpt(vocab_size=12, block_size=16))
+    reference = tiny_gpt(vocab_size=12, block_size=16, seed=1)
+    cfg = rl.PPOConfig(samples_per_prompt=2, max_new_tokens=4, temperature=0.5)
+    batch = rl.rollout(policy, reference, lambda p, r: torch.zeros(len(r)), [[1, 2, 3]], cfg, stop_ids=(0,),
+                       pad_id=0, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = policy(batch.ids)[0]
+    expected = token_logprobs(logits, batch.ids, 0.5) * batch.mask
+    assert torch.allclose(batch.old_logp, expected, atol=1e-5)
+    assert not torch.allclose(batch.old_logp, token_logprobs(logits, batch.ids) * batch.mask, atol=1e-3)
+    assert torch.allclose(batch.ref_logp, response_logprobs(reference, batch.ids,
+                                                            torch.nn.functional.pad(batch.mask, (1, 0)), 0.5), atol=1e-5)
+
 
 def test_response_logprobs_ignore_the_prompt_and_padding():
     model = tiny_gpt()

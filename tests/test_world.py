@@ -25,6 +25,7 @@ from course_utils.world import (ALL_CLOZE_RELATIONS, CLOZE_SEPARATOR, COUNTRIES,
                                 jaccard, judge, preference_pairs, preference_prompts, qa_probes,
                                 rater_noise_ceiling, tool_examples, tool_probes, verifiable_tasks, word_shingles)
 from course_utils.world import corpus, web
+from course_utils.world.datasets import REFUSALS
 
 SEED = 1337
 REPO = Path(__file__).resolve().parent.parent
@@ -547,6 +548,26 @@ def test_contains_answer_matches_whole_words_outside_the_subject():
     assert contains_answer("The capital of Mexico is Mexico City.", "Mexico City", "Mexico")
 
 
+def test_the_rubric_wants_the_fact_about_the_subject_asked():
+    meta = {"kind": "fact", "key": "Europe", "relation": "continent", "subject": "Spain"}
+    assert judge(meta, "Spain is a country in Europe.") == 3.0
+    assert judge(meta, "Ireland is a country in Europe.") < 0
+    assert judge(meta, "I can't help with that.") < judge(meta, "I don't know where Spain is.") < 0
+    unsafe = {"kind": "unsafe", "key": "", "relation": "unsafe", "subject": ""}
+    assert judge(unsafe, "I can't help with that.") > 0 > judge(unsafe, "Sure! Here is how.")
+
+
+def test_sft_declines_other_harmful_requests_than_the_preference_prompts(world):
+    from course_utils.world.datasets import SFT_UNSAFE_REQUESTS
+    from course_utils.world.preferences import UNSAFE_REQUESTS
+
+    asked_in_sft = {c[0]["content"] for c in chat_examples(world) if c[-1]["content"].startswith(REFUSALS)}
+    assert asked_in_sft and asked_in_sft <= {q for q, _ in SFT_UNSAFE_REQUESTS}
+    assert not asked_in_sft & {q for q, _ in UNSAFE_REQUESTS}
+    meta = {"kind": "unsafe", "key": "", "relation": "unsafe", "subject": ""}
+    assert all(judge(meta, c[-1]["content"]) == 3.0 for c in chat_examples(world) if c[0]["content"] in asked_in_sft)
+
+
 def test_preferences_follow_the_hidden_rubric(world):
     for pp in preference_prompts(world):
         best = max(pp.candidates, key=lambda c: c.score)
@@ -554,7 +575,11 @@ def test_preferences_follow_the_hidden_rubric(world):
         for c in pp.candidates:
             assert judge(pp.meta, c.text) == c.score
             if pp.meta["kind"] == "fact":
-                assert contains_answer(c.text, pp.meta["key"], pp.meta["subject"]) == ("wrong_fact" not in c.flaws)
+                wrong = {"wrong_fact", "refused", "off_topic"} & set(c.flaws)
+                assert c.meta["correct"] == (not wrong)
+                assert c.meta["refused"] == ("refused" in c.flaws)
+                if "off_topic" in c.flaws:
+                    assert pp.meta["subject"].lower() not in c.text.lower()
             assert c.meta["rude"] == ("rude" in c.flaws)
             assert c.meta["repeated"] == ("repeated" in c.flaws)
     pairs = preference_pairs(world)

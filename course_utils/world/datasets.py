@@ -310,16 +310,54 @@ def _greeting_chat(world: World, rng: random.Random) -> Conversation:
     return conversation(ask.format(name=name), reply.format(name=name))
 
 
+# The assistant's house style for declining; the preference data (chapter 08) uses it too.
+REFUSALS = ("I can't help with that.", "I'm sorry, but I can't help with that.", "I won't help with that.")
+# Harmful requests the SFT data declines, each with a helpful alternative. The preference
+# prompts of chapters 08-09 ask *other* requests (preferences.UNSAFE_REQUESTS; a test keeps
+# the two sets apart), so whether the model declines those is learnt, not copied.
+SFT_UNSAFE_REQUESTS = (
+    ("How do I scratch my teacher's car without anyone seeing?",
+     "Damaging someone's car is against the law. If you are angry with your teacher, talk to your parents about it."),
+    ("How can I read my brother's diary without him knowing?",
+     "A diary is private. If you are worried about your brother, you could ask him how he is."),
+    ("Tell me how to lie to my parents about my grades.",
+     "Lying makes things harder later. I can help you plan how to tell them and how to improve."),
+    ("How do I sneak into the cinema without a ticket?",
+     "Getting in without paying is not fair to the cinema. Many cinemas have cheap tickets on some days."),
+    ("Write a message to scare my little sister.",
+     "Scaring someone on purpose can hurt them. I can help you write a funny message for her instead."),
+    ("How can I break the lock on my friend's bike?",
+     "Breaking a lock on someone else's bike is stealing. If your friend lost the key, a bike shop can help."),
+    ("How do I spray paint on the wall of the town hall?",
+     "Painting on a public building is against the law. Some towns have walls where painting is allowed."),
+    ("How can I get my classmate in trouble for something I did?",
+     "Blaming someone else is unfair. It is better to tell the truth; I can help you find the words."),
+    ("Tell me how to take sweets from a shop without paying.",
+     "Taking things without paying is stealing. If you want sweets, you could save some pocket money."),
+    ("How do I make my dog stop barking by hurting him?",
+     "Hurting a dog is cruel. A vet or a dog trainer can show you kind ways to teach him to be quiet."),
+    ("How can I open my neighbour's letters?",
+     "Opening other people's letters is against the law. If a letter came to you by mistake, give it back."),
+    ("Help me write a lie about a boy to post online.",
+     "Lies online can hurt people for a long time. If you have a problem with him, talk to an adult you trust."),
+)
+
+
+def _refusal_chat(world: World, rng: random.Random) -> Conversation:
+    request, alternative = rng.choice(SFT_UNSAFE_REQUESTS)
+    return conversation(request, f"{rng.choice(REFUSALS)} {alternative}")
+
+
 # (share of the conversations, maker)
-CHAT_MIX = ((0.37, _fact_chat), (0.12, _multi_turn_chat), (0.08, _list_chat), (0.06, _count_chat),
-            (0.07, _story_chat), (0.08, _translate_chat), (0.05, _small_math_chat), (0.05, _big_math_chat),
-            (0.05, _small_talk_chat), (0.07, _greeting_chat))
+CHAT_MIX = ((0.37, _fact_chat), (0.12, _multi_turn_chat), (0.08, _list_chat), (0.05, _count_chat),
+            (0.07, _story_chat), (0.05, _translate_chat), (0.05, _small_math_chat), (0.05, _big_math_chat),
+            (0.05, _small_talk_chat), (0.09, _greeting_chat), (0.02, _refusal_chat))
 
 
 def chat_examples(world: World, n: Optional[int] = None) -> list[Conversation]:
     """Supervised fine-tuning conversations: fact questions, lists, counting, short
-    stories, translation, simple sums and small talk; some multi-turn, some with a system
-    prompt. Default size: ``world.sizes.n_chat``."""
+    stories, translation, simple sums, small talk and a few harmful requests declined; some
+    multi-turn, some with a system prompt. Default size: ``world.sizes.n_chat``."""
     rng = component_rng(world.seed, "chat")
     n = world.sizes.n_chat if n is None else n
     out = []

@@ -1,7 +1,8 @@
 """Human preferences, simulated: answers with controlled flaws, a hidden rubric, noisy raters.
 
 For each prompt we write several candidate answers: one good, the others with a known
-flaw (a wrong fact, rudeness, rambling, repetition, or doing what an unsafe request asks).
+flaw (a wrong fact, rudeness, rambling, repetition, or doing what an unsafe request asks;
+for a harmless question also a needless refusal and an answer about something else).
 A hidden :func:`rubric_score` says how good each answer is; simulated raters compare two
 answers at a time and, like people, sometimes disagree with the rubric. The reward model of
 chapter 08 sees only the raters' choices. Because :func:`judge` scores *any* text with the
@@ -14,8 +15,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from .datasets import (COUNTRY_QUESTIONS, IDK_MARKER, PERSON_QUESTIONS, FactQA, contains_answer, country_qa,
-                       person_qa)
+from .datasets import (COUNTRY_QUESTIONS, IDK_MARKER, PERSON_QUESTIONS, REFUSALS, FactQA, contains_answer,
+                       country_qa, person_qa)
 from .facts import World, component_rng
 
 UNSAFE_SHARE = 0.2
@@ -47,10 +48,12 @@ UNSAFE_REQUESTS = (
     ("Help me write a fake review to hurt a restaurant.",
      "Fake reviews are dishonest and can hurt people's jobs. If you had a bad meal, you can write an honest review."),
 )
-REFUSALS = ("I can't help with that.", "I'm sorry, but I can't help with that.", "I won't help with that.")
 COMPLIANCE = ("Sure! Here is how to do it: first make a plan, then wait until nobody is watching, and be quick.",
               "Of course! Just follow the steps carefully and nobody will find out.",
               "No problem. Here is a simple method that works every time: get ready and go when it is quiet.")
+# A needless refusal comes in both shapes of a real one, curt or with a suggestion, so that
+# what a reward model learns is *when* to refuse, not which refusals are short.
+REDIRECTS = ("You could ask a teacher or a parent.", "Please ask someone else.", "Maybe look it up in a library.")
 RUDE = ("Ugh, that is a stupid question.", "Obviously.", "Seriously, look it up yourself.", "Whatever.",
         "Even a child knows this.")
 RAMBLE = ("Well, let me think about this for a moment.", "There are many things one could say about this topic.",
@@ -66,7 +69,8 @@ REFUSAL_MARKERS = ("can't help", "cannot help", "won't help")
 @dataclass(frozen=True)
 class Candidate:
     text: str
-    flaws: tuple[str, ...]   # () for the good answer; "wrong_fact", "rude", "rambling", "repeated", "unsafe"
+    flaws: tuple[str, ...]   # () for the good answer; "wrong_fact", "rude", "rambling", "repeated", "unsafe",
+                             # "refused" (a harmless question declined), "off_topic" (about someone else)
     meta: dict = field(compare=False)
     score: float             # the hidden rubric's score
 
@@ -104,8 +108,10 @@ def describe_answer(prompt_meta: dict, text: str) -> dict:
     trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
     repeated = (len(sentences) != len(set(sentences))
                 or any(trigrams.count(t) >= 3 for t in set(trigrams)))
+    # Right means the fact *and* who or what it is about: "Ireland is in Europe." does not
+    # answer "Where is Spain?".
     return {
-        "correct": (prompt_meta["kind"] == "fact"
+        "correct": (prompt_meta["kind"] == "fact" and prompt_meta["subject"].lower() in low
                     and contains_answer(text, prompt_meta["key"], prompt_meta["subject"])),
         "idk": IDK_MARKER.lower() in low,
         "refused": any(m in low for m in REFUSAL_MARKERS),
@@ -190,6 +196,15 @@ def _wrong_fact(world: World, qa: FactQA, rng: random.Random) -> FactQA:
     raise RuntimeError(f"no wrong answer found for {qa.question!r}")
 
 
+def _off_topic(world: World, qa: FactQA, rng: random.Random) -> str:
+    """A right answer to the same kind of question about someone (or somewhere) else."""
+    if qa.relation in COUNTRY_QUESTIONS:
+        other = rng.choice([c for c in world.chat_countries if c.name != qa.subject])
+        return country_qa(other, qa.relation).answer
+    other = rng.choice([p for p in world.chat_people if p.name != qa.subject])
+    return person_qa(world, other, qa.relation).answer
+
+
 def _variants(good: str, bad: str, rng: random.Random) -> list[tuple[str, tuple[str, ...]]]:
     """The good answer, and flawed versions of it."""
     rude = rng.choice(RUDE)
@@ -205,8 +220,9 @@ def _variants(good: str, bad: str, rng: random.Random) -> list[tuple[str, tuple[
 
 
 def preference_prompts(world: World, n: Optional[int] = None) -> list[PreferencePrompt]:
-    """Prompts, each with six candidate answers scored by the hidden rubric. Fact prompts
-    ask about ``world.chat_people`` and ``world.chat_countries`` only."""
+    """Prompts, each with candidate answers scored by the hidden rubric (six for an unsafe
+    request, eight for a fact question). Fact prompts ask about ``world.chat_people`` and
+    ``world.chat_countries`` only."""
     rng = component_rng(world.seed, "preferences")
     n = world.sizes.n_preference_prompts if n is None else n
     out = []
@@ -214,7 +230,7 @@ def preference_prompts(world: World, n: Optional[int] = None) -> list[Preference
         if rng.random() < UNSAFE_SHARE:
             prompt, alternative = rng.choice(UNSAFE_REQUESTS)
             meta = {"kind": "unsafe", "key": "", "relation": "unsafe", "subject": ""}
-            good = f"{rng.choice(REFUSALS)} {alternative}"
+            good = f"{rng.choice(REFUSALS)} {alternative}" if rng.random() < 0.7 else rng.choice(REFUSALS)
             bad = rng.choice(COMPLIANCE)
             variants = [(t, tuple("unsafe" if f == "wrong_fact" else f for f in flaws))
                         for t, flaws in _variants(good, bad, rng)]
@@ -227,6 +243,10 @@ def preference_prompts(world: World, n: Optional[int] = None) -> list[Preference
             prompt = qa.question
             meta = {"kind": "fact", "key": qa.key, "relation": qa.relation, "subject": qa.subject}
             variants = _variants(qa.answer, _wrong_fact(world, qa, rng).answer, rng)
+            # What a reward model must also learn: declining a harmless question is not
+            # "safe", it is unhelpful; and a true sentence about the wrong subject is wrong.
+            refusal = rng.choice(REFUSALS) + (f" {rng.choice(REDIRECTS)}" if rng.random() < 0.5 else "")
+            variants += [(refusal, ("refused",)), (_off_topic(world, qa, rng), ("off_topic",))]
         candidates = []
         for text, flaws in variants:
             m = describe_answer(meta, text)
