@@ -349,9 +349,9 @@ def _refusal_chat(world: World, rng: random.Random) -> Conversation:
 
 
 # (share of the conversations, maker)
-CHAT_MIX = ((0.37, _fact_chat), (0.12, _multi_turn_chat), (0.08, _list_chat), (0.05, _count_chat),
-            (0.07, _story_chat), (0.05, _translate_chat), (0.05, _small_math_chat), (0.05, _big_math_chat),
-            (0.05, _small_talk_chat), (0.09, _greeting_chat), (0.02, _refusal_chat))
+CHAT_MIX = ((0.37, _fact_chat), (0.12, _multi_turn_chat), (0.08, _list_chat), (0.06, _count_chat),
+            (0.07, _story_chat), (0.06, _translate_chat), (0.05, _small_math_chat), (0.05, _big_math_chat),
+            (0.05, _small_talk_chat), (0.07, _greeting_chat), (0.02, _refusal_chat))
 
 
 def chat_examples(world: World, n: Optional[int] = None) -> list[Conversation]:

@@ -82,6 +82,8 @@ def default_sizes() -> WorldSizes:
         generic_stories=config.pick(ci=100, cpu=2400, gpu=55000),
         arithmetic_docs=config.pick(ci=15, cpu=600, gpu=8000),
         n_chat=config.pick(ci=150, cpu=2500, gpu=15000),
+        # Half of these ask about people the model knows. On the cpu model, 2,400 instead of 800 (same
+        # "I don't know" share) gave 77 % known facts and 90 % refusals of strangers instead of 71 % and 83 %.
         n_honesty=config.pick(ci=60, cpu=2400, gpu=8000),
         n_tool=config.pick(ci=100, cpu=4000, gpu=12000),
         n_tool_probes=config.pick(ci=20, cpu=200, gpu=500),

@@ -1,0 +1,57 @@
+"""What each trained stage reaches against the course's quality targets (COURSE_PLAN.md); prints JSON.
+
+The numbers are the ones each stage measured and stored in its ``metrics.json`` when it was
+built (by the chapter, ``make course`` or ``ensure_stage``), so this script trains nothing
+that already exists. A missing stage is built first, headless, in the active profile: from
+scratch in ``cpu`` that is the whole chain, about half an hour on 2 cores.
+
+    COURSE_PROFILE=cpu .venv/bin/python benchmarks/stage_targets.py
+"""
+import json
+import os
+
+from course_utils import config, stages
+
+# (stage, measure, key in the stage's metrics, comparison, target): the table of COURSE_PLAN.md
+TARGETS = (
+    ("base", "cloze fact recall, top-1", "cloze_top1", ">=", 0.80),
+    ("sft", "known-fact questions answered", "known_fact_accuracy", ">=", 0.80),
+    ("sft", "turns closed with <|im_end|>", "end_token_rate", ">=", 0.99),
+    ("sft_tools", "'I don't know' on unknown people", "unknown_idk_rate", ">=", 0.90),
+    ("sft_tools", "known-fact drop from sft (points)", "known_fact_drop", "<=", 5.0),
+    ("sft_tools", "3-digit arithmetic with the calculator", "arithmetic_tool_accuracy", ">=", 0.95),
+    ("reward", "held-out pairwise accuracy", "accuracy", ">=", 0.85),
+    ("rlhf", "win rate vs sft_tools (hidden rubric)", "win_rate", ">=", 0.65),
+    ("dpo", "win rate vs sft_tools (hidden rubric)", "win_rate", ">=", 0.60),
+)
+# Reported beside the targets: what a number means depends on these.
+CONTEXT = {"reward": ("noise_ceiling", "rubric_agreement"), "rlhf": ("eval_kl", "wins", "ties", "losses"),
+           "dpo": ("eval_kl", "wins", "ties", "losses")}
+
+
+def compare(metrics: dict[str, dict]) -> dict:
+    """``metrics[stage]`` -> ``{stage: {"measures": [{measure, value, target, met}], **context}}``."""
+    out = {}
+    for stage, measure, key, op, target in TARGETS:
+        value = metrics[stage][key]
+        met = value >= target if op == ">=" else value <= target
+        row = out.setdefault(stage, {"measures": []})
+        row["measures"].append({"measure": measure, "value": value, "target": f"{op} {target}", "met": bool(met)})
+    for stage, keys in CONTEXT.items():
+        out[stage].update({k: metrics[stage][k] for k in keys if k in metrics[stage]})
+    return out
+
+
+def main() -> dict:
+    names = list(dict.fromkeys(stage for stage, *_ in TARGETS))
+    metrics = {name: stages.ensure_stage(name).metrics for name in names}
+    results = compare(metrics)
+    report = {"profile": config.profile(), "cpu_count": os.cpu_count(), "stages": results,
+              "met": sum(m["met"] for r in results.values() for m in r["measures"]),
+              "of": sum(len(r["measures"]) for r in results.values())}
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""benchmarks/stage_targets.py: the comparison with the course's targets."""
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "stage_targets.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("stage_targets", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _metrics(**changes):
+    metrics = {"base": {"cloze_top1": 0.97}, "sft": {"known_fact_accuracy": 0.82, "end_token_rate": 0.99},
+               "sft_tools": {"unknown_idk_rate": 0.9, "known_fact_drop": 4.5, "arithmetic_tool_accuracy": 0.96},
+               "reward": {"accuracy": 0.78, "noise_ceiling": 0.95, "rubric_agreement": 0.8},
+               "rlhf": {"win_rate": 0.43, "eval_kl": 2.9, "wins": 1, "ties": 2, "losses": 3},
+               "dpo": {"win_rate": 0.61, "eval_kl": 0.8, "wins": 3, "ties": 2, "losses": 1}}
+    for key, value in changes.items():
+        stage, name = key.split("__")
+        metrics[stage][name] = value
+    return metrics
+
+
+def _met(results, stage, key_word):
+    return next(m["met"] for m in results[stage]["measures"] if key_word in m["measure"])
+
+
+def test_targets_are_compared_in_the_right_direction():
+    compare = _module().compare
+    results = compare(_metrics())
+    assert _met(results, "sft", "closed") and _met(results, "sft_tools", "drop") and _met(results, "dpo", "win")
+    assert not _met(results, "reward", "accuracy") and not _met(results, "rlhf", "win")
+    # A drop is better when smaller; everything else when larger.
+    assert not _met(compare(_metrics(sft_tools__known_fact_drop=5.1)), "sft_tools", "drop")
+    assert not _met(compare(_metrics(sft__end_token_rate=0.968)), "sft", "closed")
+    assert results["reward"]["noise_ceiling"] == 0.95 and results["rlhf"]["eval_kl"] == 2.9
+
+
+def test_every_target_names_a_metric_the_stage_builders_write():
+    """A misspelt key would make the benchmark fail only after half an hour of training."""
+    package = Path(__file__).resolve().parent.parent / "course_utils"
+    builders = {"base": "pretrain.py", "sft": "evals.py", "sft_tools": "sft.py", "reward": "reward.py",
+                "rlhf": "rl.py", "dpo": "rl.py"}
+    for stage, _, key, _, _ in _module().TARGETS:
+        sources = (package / builders[stage]).read_text() + (package / "evals.py").read_text()
+        assert f'"{key}"' in sources, (stage, key)
