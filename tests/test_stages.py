@@ -1,5 +1,6 @@
 """The checkpoint chain must fail loudly and lose nothing."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -92,6 +93,21 @@ def test_other_profile_is_detected(monkeypatch):
     manifest.write_text(json.dumps(meta))
     with pytest.raises(stages.StageMismatchError, match="profile"):
         stages.load_stage("base")
+
+
+def test_stage_from_an_older_recipe_is_detected_and_rebuilt(monkeypatch):
+    """A learner who updates the course keeps their checkpoints; those made by an older data
+    generator or recipe must not be used as if they were current."""
+    save_tiny()
+    stages.load_stage("base")  # current: fine
+    monkeypatch.setitem(stages.STAGES, "base", replace(stages.spec("base"), recipe=stages.spec("base").recipe + 1))
+    with pytest.raises(stages.StageMismatchError, match="04_pretraining.ipynb"):
+        stages.load_stage("base")
+    assert not stages.stage_exists("base")
+    rebuilt = []
+    monkeypatch.setattr(stages, "_builder", lambda name: lambda: rebuilt.append(name) or save_tiny(name))
+    stages.ensure_stage("base")
+    assert rebuilt[-1] == "base" and stages.load_stage("base").meta["recipe_version"] == stages.spec("base").recipe
 
 
 def test_interrupted_save_keeps_the_old_stage():
