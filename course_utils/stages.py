@@ -65,14 +65,14 @@ class StageSpec:
     description: str = ""
     # Raised whenever a change to the course's data or recipe changes what the builder makes,
     # so a stage built by an older version of the course is rebuilt instead of silently used.
-    recipe: int = 1
+    recipe_version: int = 1
 
 
 STAGES: dict[str, StageSpec] = {}
 
 
-def register_stage(name, notebook, parents, builder, root="checkpoints", description="", recipe=1):
-    STAGES[name] = StageSpec(name, notebook, tuple(parents), builder, root, description, recipe)
+def register_stage(name, notebook, parents, builder, root="checkpoints", description="", recipe_version=1):
+    STAGES[name] = StageSpec(name, notebook, tuple(parents), builder, root, description, recipe_version)
 
 
 # The whole chain as the course plan draws it. A chapter that is not written yet has its
@@ -84,15 +84,15 @@ register_stage("tokenizer", "02_tokenization.ipynb", ("clean",), "course_utils.t
 register_stage("base", "04_pretraining.ipynb", ("tokenizer", "clean"), "course_utils.pretrain:build_base_stage",
                description="the pretrained base model")
 register_stage("sft", "06_sft.ipynb", ("base",), "course_utils.sft:build_sft_stage",
-               description="the chat model after supervised fine-tuning", recipe=2)
+               description="the chat model after supervised fine-tuning", recipe_version=2)
 register_stage("sft_tools", "07_hallucination_and_tools.ipynb", ("sft",), "course_utils.sft:build_sft_tools_stage",
-               description="the chat model that says 'I don't know' and calls a calculator", recipe=2)
+               description="the chat model that says 'I don't know' and calls a calculator", recipe_version=2)
 register_stage("reward", "08_human_preferences.ipynb", ("sft_tools",), "course_utils.reward:build_reward_stage",
-               description="the reward model learned from rater comparisons", recipe=2)
+               description="the reward model learned from rater comparisons", recipe_version=2)
 register_stage("rlhf", "09_rlhf_and_dpo.ipynb", ("sft_tools", "reward"), "course_utils.rl:build_rlhf_stage",
-               description="the chat model after PPO against the reward model", recipe=2)
+               description="the chat model after PPO against the reward model", recipe_version=2)
 register_stage("dpo", "09_rlhf_and_dpo.ipynb", ("sft_tools",), "course_utils.rl:build_dpo_stage",
-               description="the chat model after direct preference optimisation", recipe=2)
+               description="the chat model after direct preference optimisation", recipe_version=2)
 
 
 def spec(name: str) -> StageSpec:
@@ -158,7 +158,7 @@ def save_stage(name: str, files: dict[str, FileContent], meta: dict | None = Non
             "files": manifest_files,
             **({"tokenizer_sha256": manifest_files[TOKENIZER_FILE]["sha256"]} if TOKENIZER_FILE in manifest_files else {}),
             **(meta or {}),
-            "recipe_version": spec(name).recipe,  # after meta: a builder cannot overwrite it
+            "recipe_version": spec(name).recipe_version,  # after meta: a builder cannot overwrite it
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         _fsync_dir(tmp)
@@ -272,10 +272,11 @@ def load_stage(name: str, check_tokenizer: bool = True) -> Stage:
         raise StageMismatchError(
             f"Stage {name!r}: {manifest_path} is format {meta.get('format')} of stage {meta.get('stage')!r}, "
             f"expected format {FORMAT_VERSION} of stage {name!r}. {_run_hint(name)}")
-    if meta.get("recipe_version", 1) != spec(name).recipe:
+    if meta.get("recipe_version", 1) != spec(name).recipe_version:
         raise StageMismatchError(
             f"Stage {name!r} in {folder} was built by another version of the course (recipe version "
-            f"{meta.get('recipe_version', 1)}, now {spec(name).recipe}): its data or training recipe has changed. "
+            f"{meta.get('recipe_version', 1)}, now {spec(name).recipe_version}): its data or training recipe "
+            f"has changed. "
             f"{_run_hint(name)}")
     if meta.get("profile") != config.profile():
         raise StageMismatchError(

@@ -100,14 +100,15 @@ def test_stage_from_an_older_recipe_is_detected_and_rebuilt(monkeypatch):
     generator or recipe must not be used as if they were current."""
     save_tiny()
     stages.load_stage("base")  # current: fine
-    monkeypatch.setitem(stages.STAGES, "base", replace(stages.spec("base"), recipe=stages.spec("base").recipe + 1))
+    newer = replace(stages.spec("base"), recipe_version=stages.spec("base").recipe_version + 1)
+    monkeypatch.setitem(stages.STAGES, "base", newer)
     with pytest.raises(stages.StageMismatchError, match="04_pretraining.ipynb"):
         stages.load_stage("base")
     assert not stages.stage_exists("base")
     rebuilt = []
     monkeypatch.setattr(stages, "_builder", lambda name: lambda: rebuilt.append(name) or save_tiny(name))
     stages.ensure_stage("base")
-    assert rebuilt[-1] == "base" and stages.load_stage("base").meta["recipe_version"] == stages.spec("base").recipe
+    assert rebuilt[-1] == "base" and stages.load_stage("base").meta["recipe_version"] == newer.recipe_version
 
 
 def test_interrupted_save_keeps_the_old_stage():
