@@ -220,11 +220,7 @@ def ppo_config(**overrides) -> PPOConfig:
         max_new_tokens=config.pick(ci=12, cpu=48, gpu=64),
         minibatch_size=config.pick(ci=2, cpu=8, gpu=16),
     )
-    for key, value in overrides.items():
-        if not hasattr(cfg, key):
-            raise AttributeError(f"PPOConfig has no field {key!r}")
-        setattr(cfg, key, value)
-    return cfg
+    return replace(cfg, **overrides)  # an unknown name is a TypeError, like reward_config and dpo_config
 
 
 @dataclass

@@ -247,3 +247,12 @@ def test_rlhf_and_dpo_stages_build_from_tiny_parents():
                              verbose=False)
     assert stages.load_stage("dpo").meta["parents"] == ["sft_tools"]
     assert "dpo_accuracy" in dpo.metrics and dpo.metrics["n"] == run.metrics["n"]
+
+
+def test_a_misspelt_override_is_an_error_not_a_silent_no_op():
+    from course_utils import reward
+
+    for make in (rl.ppo_config, rl.dpo_config, reward.reward_config):
+        with pytest.raises(TypeError):
+            make(kl_coeff=0.5)
+    assert rl.ppo_config(kl_coef=0.5).kl_coef == 0.5
