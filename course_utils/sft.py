@@ -255,22 +255,17 @@ def split_honesty(world) -> tuple[list, list]:
 
 # The recipe of stage sft_tools (chapter 07 varies the first); REPLAY_SHARE is used by both stages.
 IDK_SHARE = 0.10     # share of "I don't know" conversations in the fine-tuning mix
-# Each calculator conversation appears this many times in the mix. Distinct problems teach copying
-# the result better than repeats: on the cpu model 4,000 problems once gave 96 % tool arithmetic
-# (and 73 % known facts), 800 problems five times 92.5 % (66.5 %), at the same 400 steps.
-TOOL_REPEATS = 1
 REPLAY_SHARE = 0.375  # share of each training batch that is pretraining text (against forgetting)
 
 
-def tools_mixture(world, idk_share: float = IDK_SHARE, *, tools: bool = True, tool_repeats: int = TOOL_REPEATS,
-                  seed: int = 0) -> list[list]:
+def tools_mixture(world, idk_share: float = IDK_SHARE, *, tools: bool = True, seed: int = 0) -> list[list]:
     """The fine-tuning data of stage ``sft_tools``, shuffled:
 
     - a replay of the chat data (so the model does not forget how to chat), without its
       three-digit problems answered in one go when ``tools`` (they now go to the calculator),
     - questions about known people answered correctly (:func:`split_honesty`),
-    - calculator tool calls (:func:`course_utils.world.tool_examples`), each ``tool_repeats``
-      times; ``tools=False`` leaves them out,
+    - calculator tool calls (:func:`course_utils.world.tool_examples`), each once (distinct
+      problems teach copying numbers better than repeats); ``tools=False`` leaves them out,
     - and "I don't know" answers about the ``idk_train`` people, making up ``idk_share`` of the
       whole mix (repeated when the pool is smaller than that).
 
@@ -285,7 +280,7 @@ def tools_mixture(world, idk_share: float = IDK_SHARE, *, tools: bool = True, to
     chats = list(chat_examples(world))
     if tools:  # three-digit problems now go to the calculator: drop the chats that answer them in one go
         chats = [c for c in chats if not answers_three_digit_problem(c)]
-    rest = chats + known + (list(tool_examples(world)) * tool_repeats if tools else [])
+    rest = chats + known + (list(tool_examples(world)) if tools else [])
     n_idk = round(len(rest) * idk_share / (1.0 - idk_share))
     mix = rest + [idk[i % len(idk)] for i in range(n_idk)]
     random.Random(seed).shuffle(mix)
@@ -395,7 +390,7 @@ def build_sft_tools_stage(*, idk_share: float | None = None, cfg: TrainConfig | 
     if before is not None:
         metrics["known_fact_drop"] = round(100 * (before - metrics["known_fact_accuracy"]), 2)
     stage = _save("sft_tools", model, parent.path(stages.TOKENIZER_FILE).read_bytes(), cfg, result, metrics, data,
-                  {"recipe": {"idk_share": idk_share, "tool_repeats": TOOL_REPEATS, "replay_share": REPLAY_SHARE}})
+                  {"recipe": {"idk_share": idk_share, "replay_share": REPLAY_SHARE}})
     if verbose:
         _report(metrics, "sft_tools", result.final["seconds"])
     return SFTRun(model, tokenizer, result, metrics, data, stage)
