@@ -95,8 +95,11 @@ def chat_max_new_tokens() -> int:
     """The reply budget of the chat evaluations (tokens the model may write per reply)."""
     from . import config
 
-    # ci's context is only 64 tokens; its numbers are not meant to be good, just computed.
-    return config.pick(ci=32, cpu=48, gpu=64)
+    # Room for the longest one-paragraph replies of the chat data (a refusal with an alternative,
+    # "what can you do?") of up to ~57 tokens: a shorter budget would cut off replies the model
+    # was taught to write and count them as turns never closed. ci's context is only 64 tokens;
+    # its numbers are not meant to be good, just computed.
+    return config.pick(ci=32, cpu=64, gpu=64)
 
 
 def reply_text(messages: Sequence[dict]) -> str:

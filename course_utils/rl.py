@@ -180,7 +180,7 @@ class PPOConfig:
     steps: int = 60                 # rollout + update rounds
     prompts_per_step: int = 8       # prompts per rollout batch
     samples_per_prompt: int = 4     # answers sampled per prompt (same-length prompts generate together)
-    max_new_tokens: int = 48
+    max_new_tokens: int = 64
     temperature: float = 1.0        # sample from the policy itself: PPO's ratios assume it
     # The leash: reward per token lost for log(pi/pi_ref). On the cpu model with the previous
     # preference data, 0.1 let the policy find a reward-model blind spot (win rate 33 %, KL 6.1
@@ -210,7 +210,7 @@ def ppo_config(**overrides) -> PPOConfig:
     prof steps prompts x samples new tokens cost
     ==== ===== ================ ========== ==========================================
     ci   4     2 x 2            12         seconds (every code path, no lesson)
-    cpu  70    8 x 4            48         ~2 min on 2 cores
+    cpu  70    8 x 4            64         ~2 min on 2 cores
     gpu  300   16 x 4           64
     ==== ===== ================ ========== ==========================================
     """
@@ -218,7 +218,7 @@ def ppo_config(**overrides) -> PPOConfig:
         steps=config.pick(ci=4, cpu=70, gpu=300),
         prompts_per_step=config.pick(ci=2, cpu=8, gpu=16),
         samples_per_prompt=config.pick(ci=2, cpu=4, gpu=4),
-        max_new_tokens=config.pick(ci=12, cpu=48, gpu=64),
+        max_new_tokens=config.pick(ci=12, cpu=64, gpu=64),  # room for a refusal with an alternative
         minibatch_size=config.pick(ci=2, cpu=8, gpu=16),
     )
     return replace(cfg, **overrides)  # an unknown name is a TypeError, like reward_config and dpo_config

@@ -616,3 +616,15 @@ def test_any_seed_keeps_the_invariants(seed):
     blob = "".join(p.html for p in crawl(w)) + _sft_texts(w)
     assert not any(p.name in blob for p in w.heldout_people)
     assert not duplicate_documents(documents(w))
+
+
+def test_some_sft_refusals_end_right_after_declining(world):
+    # A model that only ever sees a refusal followed by a request-specific alternative keeps
+    # writing after "I can't help with that." when asked something new.
+    from course_utils.world.datasets import _refusal_chat
+
+    rng = random.Random(0)
+    replies = [_refusal_chat(world, rng)[-1]["content"] for _ in range(200)]
+    curt = sum(r in REFUSALS for r in replies)
+    assert 60 < curt < 140
+    assert all(r.startswith(REFUSALS) for r in replies)

@@ -270,7 +270,8 @@ def _small_math_chat(world: World, rng: random.Random) -> Conversation:
 def _big_math_chat(world: World, rng: random.Random) -> Conversation:
     # Three-digit problems answered in one go, right. A model this small gets most of them wrong
     # when it tries (chapter 07 measures how often, then gives it a calculator), but it learns
-    # that such a question gets a short answer and an end, not a story or a list.
+    # that such a question gets a short answer and an end, not a story or a list. At 5 % of the
+    # mix the cpu model still looped on 8 of 200 probes ("780 - 68 = 70\n70 - 68 = ..."); at 7 %, none.
     sizes = world.sizes
     probes = {(a, op, b) for a, op, b, _ in _probe_triples(world.seed, sizes.n_tool, sizes.n_tool_probes)}
     while True:
@@ -345,12 +346,17 @@ SFT_UNSAFE_REQUESTS = (
 
 def _refusal_chat(world: World, rng: random.Random) -> Conversation:
     request, alternative = rng.choice(SFT_UNSAFE_REQUESTS)
+    # Half are curt: the alternative is specific to each request, and a model that has only
+    # seen refusals followed by one keeps writing after "I can't help with that." when asked
+    # something new, and rarely ends its turn.
+    if rng.random() < 0.5:
+        return conversation(request, rng.choice(REFUSALS))
     return conversation(request, f"{rng.choice(REFUSALS)} {alternative}")
 
 
 # (share of the conversations, maker)
-CHAT_MIX = ((0.37, _fact_chat), (0.12, _multi_turn_chat), (0.08, _list_chat), (0.06, _count_chat),
-            (0.07, _story_chat), (0.06, _translate_chat), (0.05, _small_math_chat), (0.05, _big_math_chat),
+CHAT_MIX = ((0.37, _fact_chat), (0.12, _multi_turn_chat), (0.07, _list_chat), (0.06, _count_chat),
+            (0.07, _story_chat), (0.05, _translate_chat), (0.05, _small_math_chat), (0.07, _big_math_chat),
             (0.05, _small_talk_chat), (0.07, _greeting_chat), (0.02, _refusal_chat))
 
 

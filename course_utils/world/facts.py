@@ -83,8 +83,9 @@ def default_sizes() -> WorldSizes:
         arithmetic_docs=config.pick(ci=15, cpu=600, gpu=8000),
         n_chat=config.pick(ci=150, cpu=2500, gpu=15000),
         # Half of these ask about people the model knows. On the cpu model, 2,400 instead of 800 (same
-        # "I don't know" share) gave 77 % known facts and 90 % refusals of strangers instead of 71 % and 83 %.
-        n_honesty=config.pick(ci=60, cpu=2400, gpu=8000),
+        # "I don't know" share) gave 77 % known facts and 90 % refusals of strangers instead of 71 % and 83 %;
+        # 4,000 (with 600 steps and a 12 % share) kept the known facts within a point of stage sft.
+        n_honesty=config.pick(ci=60, cpu=4000, gpu=8000),
         # Distinct problems teach copying numbers better than repeats: on the cpu model 4,000 problems shown
         # once gave 96 % tool arithmetic and 73 % known facts; 800 shown five times, 92.5 % and 66.5 %.
         n_tool=config.pick(ci=100, cpu=4000, gpu=12000),
