@@ -424,6 +424,7 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     all_scores = torch.cat([scores["chosen"], scores["rejected"]])
     metrics.update({
         "train_accuracy": round(pairwise_accuracy(scores["chosen"], scores["rejected"]), 4),
+        "likelihood_weight": round(float(model.likelihood_weight.detach()), 4),
         "score_mean": round(float(all_scores.mean()), 4),
         "score_std": round(float(all_scores.std()), 4),
         "steps": result.final["steps"], "train_seconds": result.final["seconds"],
