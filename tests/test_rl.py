@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from course_utils import rl, stages, train
-from course_utils.reward import PreferenceBatches, pack
+from course_utils.reward import PreferenceBatches, encode_response, pack
 from course_utils.rl import (PolicyWithValue, dpo_loss, gae, kl_estimate, ppo_policy_loss, ppo_value_loss,
                              response_logprobs, token_logprobs)
 from course_utils.world import PreferencePair
@@ -94,6 +94,23 @@ def test_dpo_trains_with_the_one_training_loop():
     train.train(policy, data, cfg, loss_fn=rl.dpo_loss_fn(0.1), progress=False, verbose=False)
     end = rl.dpo_accuracy(policy, data, beta=0.1)
     assert end["dpo_accuracy"] == 1.0 and end["dpo_margin"] > 0.5
+
+
+def test_dpo_nll_term_adds_the_chosen_answers_likelihood_per_token():
+    tok = byte_tokenizer()
+    policy, reference = tiny_gpt(tok.vocab_size, 64, seed=1), tiny_gpt(tok.vocab_size, 64, seed=2)
+    data = PreferenceBatches({"train": _pairs(4)}, tok, 64)
+    rl.attach_reference_logprobs(reference, data)
+    batch = data.batch("train", range(4))
+    with torch.no_grad():
+        plain = rl.dpo_loss_fn(0.1)(policy, batch)
+        anchored = rl.dpo_loss_fn(0.1, nll_weight=0.5)(policy, batch)
+        chosen, rejected = rl.sequence_logprob(policy, batch["ids"], batch["mask"]).chunk(2)
+    by_hand = dpo_loss(chosen, rejected, batch["ref_logp"][:, 0], batch["ref_logp"][:, 1], 0.1)[0]
+    assert float(plain) == pytest.approx(float(by_hand))
+    chosen_tokens = len(encode_response(tok, "Yes, sure."))  # every chosen answer is the same here
+    assert float(anchored - plain) == pytest.approx(float(-0.5 * (chosen / chosen_tokens).mean()), rel=1e-5)
+    assert float(anchored) > float(plain)  # a negative log-likelihood is positive
 
 
 # ----------------------------------------------------------------------------- PPO pieces
