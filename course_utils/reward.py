@@ -7,12 +7,9 @@ answers scores ``r_a`` and ``r_b``, the chance that a rater prefers ``a`` is
 minimises ``-log sigmoid(r_chosen - r_rejected)``: only *differences* of scores matter, so the
 scale of rewards is learned but their zero point is arbitrary.
 
-The network is the chat model itself with a **scalar head**: the transformer reads
-``prompt + answer + <|im_end|>`` and the head turns the hidden state of the last real token
-(the one that has seen everything) into one number. To that it adds, with a learned weight,
-how likely the backbone's own next-token head finds the answer (mean log-probability per
-answer token): a backbone this small knows its facts *as next-token predictions*, and a head
-on one hidden state does not learn to get them out from a few thousand comparisons.
+The network is the chat model itself with its next-token head replaced by a **scalar head**:
+the transformer reads ``prompt + answer + <|im_end|>`` and the head turns the hidden state
+of the last real token (the one that has seen everything) into one number.
 
 - :func:`transformer_hidden`: the GPT's final hidden states (shared with the PPO value head).
 - :func:`encode_prompt` / :func:`encode_response` / :func:`pack`: (prompt, answer) -> padded
@@ -86,45 +83,27 @@ def transformer_hidden(gpt, idx: torch.Tensor) -> torch.Tensor:
 class RewardModel(nn.Module):
     """A transformer backbone (a :class:`course_utils.model.GPT`) and a scalar head.
 
-    ``forward(ids, response_mask)`` -> one reward per row (``response_mask`` as from
-    :func:`pack`: 1.0 on the answer's tokens). The reward is
-
-        head(hidden state of the answer's last token) + likelihood_weight * mean log p(answer token)
-
-    where the log-probabilities come from the backbone's own next-token head. Rows are
-    right-padded; causal attention means the padding after a token never changes what that
-    token sees.
-
-    Why the second term: on the cpu model, a head on the last hidden state alone scored right
-    and wrong facts the same (+1.14 and +1.13 on average), while the chat model's own mean
-    log-probability put the right answer above a wrong fact on 111 of 111 held-out questions.
-    Large reward models learn to use what their backbone knows; ours gets it handed over.
+    ``forward(ids, lengths)`` -> one reward per row, read at position ``lengths - 1`` (the last
+    real token; rows are right-padded, and causal attention means the padding after a token
+    never changes what that token sees). The backbone's next-token head is kept (it is the
+    embedding matrix, tied) but unused.
     """
 
     def __init__(self, backbone):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(backbone.config.n_embd, 1, bias=False)
-        # Before training the head says nothing (zero) and the score is just how likely the
-        # chat model finds the answer; training decides how much to trust that.
+        # Zero: before training every answer scores 0, the model has no opinion yet.
         nn.init.zeros_(self.head.weight)
-        self.likelihood_weight = nn.Parameter(torch.ones(()))
 
     @property
     def config(self):
         return self.backbone.config
 
-    def forward(self, ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         h = transformer_hidden(self.backbone, ids)
-        positions = torch.arange(ids.size(1), device=ids.device)
-        last = (response_mask * positions).argmax(-1)  # the answer's last token (its <|im_end|>)
-        score = self.head(h[torch.arange(ids.size(0), device=ids.device), last]).squeeze(-1).float()
-        # log p(token t+1 | tokens <= t) for every answer token, from the backbone's tied head.
-        logp = F.log_softmax(self.backbone.lm_head(h[:, :-1]).float(), dim=-1)
-        logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-        answer = response_mask[:, 1:].float()
-        mean_logp = (logp * answer).sum(-1) / answer.sum(-1).clamp(min=1.0)
-        return score + self.likelihood_weight * mean_logp
+        last = h[torch.arange(ids.size(0), device=ids.device), lengths - 1]
+        return self.head(last).squeeze(-1).float()
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -149,7 +128,7 @@ def pairwise_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float
 def reward_loss(model: RewardModel, batch: dict) -> torch.Tensor:
     """The ``loss_fn`` for :func:`course_utils.train.train`: chosen and rejected answers go
     through the model as one batch (first half chosen, second half rejected)."""
-    r = model(batch["ids"], batch["mask"])
+    r = model(batch["ids"], batch["lengths"])
     r_chosen, r_rejected = r.chunk(2)
     return bradley_terry_loss(r_chosen, r_rejected)
 
@@ -295,7 +274,7 @@ def score_pairs(model: RewardModel, data: PreferenceBatches, split: str = "val",
     device = next(model.parameters()).device
     chosen, rejected = [], []
     for batch in data.iterate(split, batch_size):
-        r = model(batch["ids"].to(device), batch["mask"].to(device)).cpu()
+        r = model(batch["ids"].to(device), batch["lengths"].to(device)).cpu()
         c, rj = r.chunk(2)
         chosen.append(c)
         rejected.append(rj)
@@ -347,11 +326,11 @@ def score_answers(model: RewardModel, tokenizer, prompt: str, answers: Sequence[
     """The reward model's score for each answer to ``prompt``."""
     device = next(model.parameters()).device
     p = encode_prompt(tokenizer, prompt)
-    ids, mask, _ = pack([p] * len(answers), [encode_response(tokenizer, a) for a in answers],
-                        pad_id=tokenizer.eot_id, block_size=model.config.block_size)
+    ids, _, lengths = pack([p] * len(answers), [encode_response(tokenizer, a) for a in answers],
+                           pad_id=tokenizer.eot_id, block_size=model.config.block_size)
     was_training = model.training
     model.eval()
-    r = model(ids.to(device), mask.to(device)).cpu().tolist()
+    r = model(ids.to(device), lengths.to(device)).cpu().tolist()
     model.train(was_training)
     return r
 
@@ -424,7 +403,6 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     all_scores = torch.cat([scores["chosen"], scores["rejected"]])
     metrics.update({
         "train_accuracy": round(pairwise_accuracy(scores["chosen"], scores["rejected"]), 4),
-        "likelihood_weight": round(float(model.likelihood_weight.detach()), 4),
         "score_mean": round(float(all_scores.mean()), 4),
         "score_std": round(float(all_scores.std()), 4),
         "steps": result.final["steps"], "train_seconds": result.final["seconds"],
@@ -437,7 +415,7 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
         "metrics.json": json.dumps({**metrics, "calibration": calib}, indent=2),
         "history.json": json.dumps({"history": result.history}),
     }
-    meta = {**model_meta(backbone), "n_params": model.num_params(), "head": "scalar on the last token + weighted mean log-likelihood of the answer",
+    meta = {**model_meta(backbone), "n_params": model.num_params(), "head": "scalar, last token",
             "metrics": metrics, "train_config": cfg.to_dict()}
     stages.save_stage("reward", files, meta=meta)
     if verbose:

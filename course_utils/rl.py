@@ -385,8 +385,8 @@ def reward_model_scorer(reward_model: nn.Module, *, pad_id: int, mean: float = 0
     @torch.no_grad()
     def reward_fn(prompts, responses):
         reward_model.eval()
-        ids, response_mask, _ = pack(prompts, responses, pad_id=pad_id, block_size=reward_model.config.block_size)
-        r = reward_model(ids.to(device), response_mask.to(device))
+        ids, _, lengths = pack(prompts, responses, pad_id=pad_id, block_size=reward_model.config.block_size)
+        r = reward_model(ids.to(device), lengths.to(device))
         return (r - mean) / max(std, 1e-6)
 
     return reward_fn
