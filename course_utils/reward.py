@@ -9,7 +9,10 @@ scale of rewards is learned but their zero point is arbitrary.
 
 The network is the chat model itself with its next-token head replaced by a **scalar head**:
 the transformer reads ``prompt + answer + <|im_end|>`` and the head turns the hidden state
-of the last real token (the one that has seen everything) into one number.
+of the last real token (the one that has seen everything) into one number. To that number it
+adds, with a learned weight, how likely a frozen copy of the chat model finds the answer: the
+chat model knows which facts are true, and a small reward model cannot learn that from a few
+thousand comparisons (see :class:`RewardModel`).
 
 - :func:`transformer_hidden`: the GPT's final hidden states (shared with the PPO value head).
 - :func:`encode_prompt` / :func:`encode_response` / :func:`pack`: (prompt, answer) -> padded
@@ -81,32 +84,60 @@ def transformer_hidden(gpt, idx: torch.Tensor) -> torch.Tensor:
 
 
 class RewardModel(nn.Module):
-    """A transformer backbone (a :class:`course_utils.model.GPT`) and a scalar head.
+    """A transformer backbone (a :class:`course_utils.model.GPT`) and a scalar head, plus the
+    chat model's own opinion of the answer.
 
-    ``forward(ids, lengths)`` -> one reward per row, read at position ``lengths - 1`` (the last
-    real token; rows are right-padded, and causal attention means the padding after a token
-    never changes what that token sees). The backbone's next-token head is kept (it is the
-    embedding matrix, tied) but unused.
+    ``forward(ids, lengths, answer_mask)`` -> one reward per row, the sum of two terms:
+
+    - the head's score of the backbone's hidden state at position ``lengths - 1`` (the last
+      real token; rows are right-padded, and causal attention means the padding after a token
+      never changes what that token sees), and
+    - ``likelihood_weight`` times the **mean log-probability per answer token** under ``prior``,
+      a frozen copy of the chat model (``sft_tools``): how plausible the answer is to a model
+      that knows the facts. ``answer_mask`` (from :func:`pack`) marks the answer's tokens.
+
+    Why the second term: a wrong fact differs from the right one in a word or two, and a
+    reward model this small does not learn from a few thousand comparisons which of hundreds of
+    facts are true (trained alone, its head scored right and wrong facts almost alike), while
+    the chat model it starts from already knows most of them. The prior stays frozen so that
+    training cannot bend its likelihoods; the weight is learned like the head.
+    The backbone's own next-token head is kept (it is the embedding matrix, tied) but unused.
     """
 
-    def __init__(self, backbone):
+    def __init__(self, backbone, prior):
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(backbone.config.n_embd, 1, bias=False)
-        # Zero: before training every answer scores 0, the model has no opinion yet.
+        # Zero: before training the head has no opinion; the score is the chat model's likelihood.
         nn.init.zeros_(self.head.weight)
+        self.prior = prior.requires_grad_(False).eval()
+        self.likelihood_weight = nn.Parameter(torch.tensor(1.0))
 
     @property
     def config(self):
         return self.backbone.config
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.prior.eval()  # frozen: always in inference mode
+        return self
+
+    @torch.no_grad()
+    def answer_likelihood(self, ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+        """Mean log-probability per answer token under the frozen prior, (B,)."""
+        from .rl import action_mask, response_logprobs
+
+        tokens = action_mask(answer_mask).sum(-1).clamp(min=1.0)
+        return response_logprobs(self.prior, ids, answer_mask).sum(-1).float() / tokens
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
         h = transformer_hidden(self.backbone, ids)
         last = h[torch.arange(ids.size(0), device=ids.device), lengths - 1]
-        return self.head(last).squeeze(-1).float()
+        return self.head(last).squeeze(-1).float() + self.likelihood_weight * self.answer_likelihood(ids, answer_mask)
 
     def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Trained parameters (backbone, head, weight); the frozen prior is not counted."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 # ----------------------------------------------------------------------------- the loss
@@ -128,7 +159,7 @@ def pairwise_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float
 def reward_loss(model: RewardModel, batch: dict) -> torch.Tensor:
     """The ``loss_fn`` for :func:`course_utils.train.train`: chosen and rejected answers go
     through the model as one batch (first half chosen, second half rejected)."""
-    r = model(batch["ids"], batch["lengths"])
+    r = model(batch["ids"], batch["lengths"], batch["mask"])
     r_chosen, r_rejected = r.chunk(2)
     return bradley_terry_loss(r_chosen, r_rejected)
 
@@ -274,7 +305,7 @@ def score_pairs(model: RewardModel, data: PreferenceBatches, split: str = "val",
     device = next(model.parameters()).device
     chosen, rejected = [], []
     for batch in data.iterate(split, batch_size):
-        r = model(batch["ids"].to(device), batch["lengths"].to(device)).cpu()
+        r = model(batch["ids"].to(device), batch["lengths"].to(device), batch["mask"].to(device)).cpu()
         c, rj = r.chunk(2)
         chosen.append(c)
         rejected.append(rj)
@@ -326,11 +357,11 @@ def score_answers(model: RewardModel, tokenizer, prompt: str, answers: Sequence[
     """The reward model's score for each answer to ``prompt``."""
     device = next(model.parameters()).device
     p = encode_prompt(tokenizer, prompt)
-    ids, _, lengths = pack([p] * len(answers), [encode_response(tokenizer, a) for a in answers],
-                           pad_id=tokenizer.eot_id, block_size=model.config.block_size)
+    ids, mask, lengths = pack([p] * len(answers), [encode_response(tokenizer, a) for a in answers],
+                              pad_id=tokenizer.eot_id, block_size=model.config.block_size)
     was_training = model.training
     model.eval()
-    r = model(ids.to(device), lengths.to(device)).cpu().tolist()
+    r = model(ids.to(device), lengths.to(device), mask.to(device)).cpu().tolist()
     model.train(was_training)
     return r
 
@@ -372,10 +403,11 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     """Train a reward model on the raters' comparisons and save stage ``reward``.
 
     The backbone starts as a copy of ``sft_tools`` (it already reads the chat format and knows
-    the facts), the scalar head at zero. Training is :func:`course_utils.train.train` with
+    the facts), the scalar head at zero, the likelihood weight at 1; a second copy of
+    ``sft_tools`` stays frozen as the prior. Training is :func:`course_utils.train.train` with
     :func:`reward_loss` and :class:`PreferenceBatches`; ``val_loss`` in its history is the
     held-out Bradley–Terry loss and ``val_accuracy`` the held-out pairwise accuracy.
-    The stage holds the weights (backbone and head), the tokenizer, ``metrics.json`` (incl.
+    The stage holds the weights (backbone, head, weight and prior), the tokenizer, ``metrics.json`` (incl.
     the calibration table) and ``history.json``.
     """
     from .model import model_from_stage, model_meta, save_model_files
@@ -385,7 +417,7 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     tokenizer = parent.tokenizer()
     config.seed_everything(cfg.seed)
     backbone = model_from_stage(parent)
-    model = RewardModel(backbone).to(config.device())
+    model = RewardModel(backbone, prior=model_from_stage(parent)).to(config.device())
     data = preference_data(tokenizer, backbone.config.block_size)
     if verbose:
         print(f"reward model: {model.num_params() / 1e6:.2f}M parameters (backbone from 'sft_tools'); "
@@ -415,7 +447,7 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
         "metrics.json": json.dumps({**metrics, "calibration": calib}, indent=2),
         "history.json": json.dumps({"history": result.history}),
     }
-    meta = {**model_meta(backbone), "n_params": model.num_params(), "head": "scalar, last token",
+    meta = {**model_meta(backbone), "n_params": model.num_params(), "head": "scalar, last token, + weight x frozen sft_tools log-likelihood",
             "metrics": metrics, "train_config": cfg.to_dict()}
     stages.save_stage("reward", files, meta=meta)
     if verbose:
@@ -431,7 +463,8 @@ def load_reward_model(device=None) -> tuple[RewardModel, object, stages.Stage]:
     from .model import GPT, GPTConfig
 
     stage = stages.ensure_stage("reward")
-    model = RewardModel(GPT(GPTConfig.from_dict(stage.model_config)))
+    shape = GPTConfig.from_dict(stage.model_config)
+    model = RewardModel(GPT(shape), prior=GPT(shape))
     stage.load_weights(model)
     return model.to(device or config.device()).eval(), stage.tokenizer(), stage
 

@@ -183,18 +183,23 @@ class PPOConfig:
     samples_per_prompt: int = 4     # answers sampled per prompt (same-length prompts generate together)
     max_new_tokens: int = 64
     temperature: float = 1.0        # sample from the policy itself: PPO's ratios assume it
-    # The leash: reward per token lost for log(pi/pi_ref). On the cpu model with the previous
-    # preference data, 0.1 let the policy find a reward-model blind spot (win rate 33 %, KL 6.1
-    # nats); 0.3 kept it near sft_tools (43.5 %, KL 1.8); 0.5 at lr 2e-5 was no better (42.8 %,
-    # KL 1.2). With the current data, 0.3 gives 42.9 %, KL 2.9.
-    kl_coef: float = 0.3
+    # The leash: reward per token lost for log(pi/pi_ref). On the cpu model, with the update
+    # below and the reward model that reads the chat model's likelihood: 0.1 gave a win rate of
+    # 55.3 % (KL 0.7 nats), 0.3 held the policy too close to move (52.4 %, KL 0.3). With rougher
+    # updates (16 optimizer steps per batch) 0.1 had let the policy drift into a reward-model
+    # blind spot (33 %, KL 6.1).
+    kl_coef: float = 0.1
     gamma: float = 1.0
     lam: float = 0.95
     clip: float = 0.2
     vf_clip: float = 0.2
     vf_coef: float = 0.1
-    ppo_epochs: int = 4
-    minibatch_size: int = 8
+    # How hard each batch of answers is used. On the cpu model, 4 epochs of minibatches of 8 (16
+    # optimizer steps per batch) made PPO drift even when its reward was the hidden rubric itself
+    # (win rate 42.8 %, KL 9.5 nats): Adam takes a full-size step on every noisy minibatch
+    # gradient. Two epochs over the whole batch at once (2 steps) gave 56.0 % with the rubric as reward.
+    ppo_epochs: int = 2
+    minibatch_size: int = 32
     lr: float = 3e-5
     grad_clip: float = 1.0
     missing_end_penalty: float = 1.0  # an answer cut off at max_new_tokens loses this much reward
@@ -220,7 +225,7 @@ def ppo_config(**overrides) -> PPOConfig:
         prompts_per_step=config.pick(ci=2, cpu=8, gpu=16),
         samples_per_prompt=config.pick(ci=2, cpu=4, gpu=4),
         max_new_tokens=config.pick(ci=12, cpu=64, gpu=64),  # room for a refusal with an alternative
-        minibatch_size=config.pick(ci=2, cpu=8, gpu=16),
+        minibatch_size=config.pick(ci=4, cpu=32, gpu=64),  # the whole batch of answers: one step per epoch
     )
     return replace(cfg, **overrides)  # an unknown name is a TypeError, like reward_config and dpo_config
 
@@ -385,8 +390,8 @@ def reward_model_scorer(reward_model: nn.Module, *, pad_id: int, mean: float = 0
     @torch.no_grad()
     def reward_fn(prompts, responses):
         reward_model.eval()
-        ids, _, lengths = pack(prompts, responses, pad_id=pad_id, block_size=reward_model.config.block_size)
-        r = reward_model(ids.to(device), lengths.to(device))
+        ids, mask, lengths = pack(prompts, responses, pad_id=pad_id, block_size=reward_model.config.block_size)
+        r = reward_model(ids.to(device), lengths.to(device), mask.to(device))
         return (r - mean) / max(std, 1e-6)
 
     return reward_fn
@@ -576,6 +581,15 @@ def win_rate(candidate: PolicyEval, baseline: PolicyEval) -> dict:
             candidate.samples != baseline.samples:
         raise ValueError("win_rate needs two evaluations of the same prompts with the same number of samples")
     return _wins(candidate.rubric, baseline.rubric)
+
+
+def win_rate_ceiling(baseline: PolicyEval) -> dict:
+    """The win rate a perfect model would get against ``baseline``: every answer as good as the
+    best candidate answer the rubric knows for its prompt. Where the baseline's answer is
+    already that good, the best a model can do is tie, so the ceiling is below 100 %."""
+    best = [max(c.score for c in baseline.prompts[k // baseline.samples].candidates)
+            for k in range(len(baseline.rubric))]
+    return _wins(best, baseline.rubric)
 
 
 def _wins(a: Sequence[float], b: Sequence[float]) -> dict:

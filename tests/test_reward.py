@@ -33,24 +33,29 @@ def test_bradley_terry_gradient_pushes_chosen_above_rejected():
 
 def test_bradley_terry_step_on_a_model_raises_the_margin():
     torch.manual_seed(0)
-    model = RewardModel(tiny_gpt())
+    model = RewardModel(tiny_gpt(), prior=tiny_gpt(seed=1))
     torch.nn.init.normal_(model.head.weight, std=0.1)
     ids = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 9]])
     lengths = torch.tensor([4, 4])
+    answer = torch.tensor([[0.0, 0, 1, 1], [0, 0, 1, 1]])
+    prior_before = [p.clone() for p in model.prior.parameters()]
 
     def margin():
         with torch.no_grad():
-            r = model(ids, lengths)
+            r = model(ids, lengths, answer)
         return float(r[0] - r[1])
 
     before = margin()
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     for _ in range(3):
         opt.zero_grad()
-        r = model(ids, lengths)
+        r = model(ids, lengths, answer)
         bradley_terry_loss(r[:1], r[1:]).backward()
         opt.step()
     assert margin() > before + 0.1
+    # The prior is frozen: training moves the backbone, the head and the weight, never it.
+    assert all(torch.equal(a, b) for a, b in zip(prior_before, model.prior.parameters()))
+    assert model.likelihood_weight.grad is not None
 
 
 def test_pairwise_accuracy_counts_ties_half():
@@ -58,17 +63,24 @@ def test_pairwise_accuracy_counts_ties_half():
 
 
 def test_reward_read_at_last_real_token_ignores_padding():
-    model = RewardModel(tiny_gpt())
+    model = RewardModel(tiny_gpt(), prior=tiny_gpt(seed=1))
     torch.nn.init.normal_(model.head.weight, std=0.1)
-    short = model(torch.tensor([[5, 6, 7]]), torch.tensor([3]))
-    padded = model(torch.tensor([[5, 6, 7, 0, 0, 0]]), torch.tensor([3]))
+    short = model(torch.tensor([[5, 6, 7]]), torch.tensor([3]), torch.tensor([[0.0, 1, 1]]))
+    padded = model(torch.tensor([[5, 6, 7, 0, 0, 0]]), torch.tensor([3]), torch.tensor([[0.0, 1, 1, 0, 0, 0]]))
     assert torch.allclose(short, padded, atol=1e-6)
-    assert model(torch.tensor([[5, 6, 7]]), torch.tensor([3])).shape == (1,)
+    assert short.shape == (1,)
 
 
-def test_zero_head_starts_without_opinion():
-    model = RewardModel(tiny_gpt())
-    assert torch.equal(model(torch.tensor([[1, 2], [3, 4]]), torch.tensor([2, 2])), torch.zeros(2))
+def test_untrained_reward_is_the_priors_mean_log_likelihood():
+    prior = tiny_gpt(seed=1)
+    model = RewardModel(tiny_gpt(), prior=prior)
+    ids = torch.tensor([[1, 2, 3, 4], [3, 4, 5, 0]])
+    answer = torch.tensor([[0.0, 0, 1, 1], [0, 1, 1, 0]])  # answers: tokens 3, 4 and tokens 4, 5
+    with torch.no_grad():
+        logp = torch.log_softmax(prior(ids)[0], -1)
+    by_hand = torch.stack([(logp[0, 1, 3] + logp[0, 2, 4]) / 2, (logp[1, 0, 4] + logp[1, 1, 5]) / 2])
+    # The head starts at zero and the weight at 1: the score is the chat model's own opinion.
+    assert torch.allclose(model(ids, torch.tensor([4, 3]), answer), by_hand, atol=1e-5)
 
 
 def test_prompt_plus_response_is_the_chat_template():
@@ -104,7 +116,7 @@ def _toy_pairs(n, offset=0):
 def test_reward_model_trains_with_the_one_training_loop():
     tok = byte_tokenizer()
     torch.manual_seed(0)
-    model = RewardModel(tiny_gpt(tok.vocab_size, 64))
+    model = RewardModel(tiny_gpt(tok.vocab_size, 64), prior=tiny_gpt(tok.vocab_size, 64, seed=1))
     data = PreferenceBatches({"train": _toy_pairs(40), "val": _toy_pairs(10, 100)}, tok, 64)
     batch = data("train", 4, torch.Generator().manual_seed(0))
     assert batch["ids"].shape[0] == 8 and batch["mask"].shape == batch["ids"].shape

@@ -235,6 +235,15 @@ def test_win_rate_counts_ties_half():
         rl.win_rate(_eval([1.0, 2.0]), _eval([1.0, 2.0], samples=2))
 
 
+def test_win_rate_ceiling_is_a_perfect_model_against_the_baseline():
+    best = [SimpleNamespace(score=3.0), SimpleNamespace(score=-2.0)]
+    baseline = _eval([3.0, -2.0, 1.5, 3.0], samples=2)
+    for p in baseline.prompts:
+        p.candidates = best
+    # Two answers already as good as the best candidate: ties; two worse: wins.
+    assert rl.win_rate_ceiling(baseline) == {"win_rate": 0.75, "wins": 2, "ties": 2, "losses": 0, "n": 4}
+
+
 def test_evaluate_policy_uses_the_hidden_rubric():
     tok = byte_tokenizer()
     model = tiny_gpt(tok.vocab_size, 96)
