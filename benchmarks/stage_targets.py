@@ -25,8 +25,9 @@ TARGETS = (
     ("dpo", "win rate vs sft_tools (hidden rubric)", "win_rate", ">=", 0.60),
 )
 # Reported beside the targets: what a number means depends on these.
-CONTEXT = {"reward": ("noise_ceiling", "rubric_agreement"), "rlhf": ("eval_kl", "wins", "ties", "losses"),
-           "dpo": ("eval_kl", "wins", "ties", "losses")}
+CONTEXT = {"reward": ("noise_ceiling", "rubric_agreement"),
+           "rlhf": ("eval_kl", "wins", "ties", "losses", "win_rate_ceiling"),
+           "dpo": ("eval_kl", "wins", "ties", "losses", "win_rate_ceiling")}
 
 
 def compare(metrics: dict[str, dict]) -> dict:

@@ -708,6 +708,7 @@ def build_rlhf_stage(*, cfg: PPOConfig | None = None, baseline: PolicyEval | Non
                                            reward_fn=reward_fn, **eval_settings())
     metrics = {**win_rate(evaluation, baseline), **{f"eval_{k}": v for k, v in evaluation.summary().items()
                                                      if k != "model"},
+               "win_rate_ceiling": win_rate_ceiling(baseline)["win_rate"],
                "baseline_rubric_mean": baseline.summary()["rubric_mean"],
                "baseline_reward_mean": baseline.summary().get("reward_mean"),
                "train_seconds": result.final["seconds"], "kl_coef": cfg.kl_coef, "profile": config.profile()}
@@ -753,6 +754,7 @@ def build_dpo_stage(*, cfg: TrainConfig | None = None, beta: float = DPO_BETA, n
     baseline = baseline or evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools", **eval_settings())
     metrics = {**win_rate(evaluation, baseline), **{f"eval_{k}": v for k, v in evaluation.summary().items()
                                                      if k != "model"},
+               "win_rate_ceiling": win_rate_ceiling(baseline)["win_rate"],
                "baseline_rubric_mean": baseline.summary()["rubric_mean"], **dpo_accuracy(policy, data, "val", beta),
                "train_seconds": round(result.final["seconds"] + ref_seconds, 2), "beta": beta,
                "nll_weight": nll_weight,

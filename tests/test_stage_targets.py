@@ -16,7 +16,7 @@ def _metrics(**changes):
     metrics = {"base": {"cloze_top1": 0.97}, "sft": {"known_fact_accuracy": 0.82, "end_token_rate": 0.99},
                "sft_tools": {"unknown_idk_rate": 0.9, "known_fact_drop": 4.5, "arithmetic_tool_accuracy": 0.96},
                "reward": {"accuracy": 0.78, "noise_ceiling": 0.95, "rubric_agreement": 0.8},
-               "rlhf": {"win_rate": 0.43, "eval_kl": 2.9, "wins": 1, "ties": 2, "losses": 3},
+               "rlhf": {"win_rate": 0.43, "eval_kl": 2.9, "wins": 1, "ties": 2, "losses": 3, "win_rate_ceiling": 0.648},
                "dpo": {"win_rate": 0.61, "eval_kl": 0.8, "wins": 3, "ties": 2, "losses": 1}}
     for key, value in changes.items():
         stage, name = key.split("__")
@@ -37,6 +37,8 @@ def test_targets_are_compared_in_the_right_direction():
     assert not _met(compare(_metrics(sft_tools__known_fact_drop=5.1)), "sft_tools", "drop")
     assert not _met(compare(_metrics(sft__end_token_rate=0.968)), "sft", "closed")
     assert results["reward"]["noise_ceiling"] == 0.95 and results["rlhf"]["eval_kl"] == 2.9
+    # Context is reported when the stage has it (older stages lack the ceiling).
+    assert results["rlhf"]["win_rate_ceiling"] == 0.648 and "win_rate_ceiling" not in results["dpo"]
 
 
 def test_every_target_names_a_metric_the_stage_builders_write():
