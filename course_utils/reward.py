@@ -407,8 +407,8 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     ``sft_tools`` stays frozen as the prior. Training is :func:`course_utils.train.train` with
     :func:`reward_loss` and :class:`PreferenceBatches`; ``val_loss`` in its history is the
     held-out Bradley–Terry loss and ``val_accuracy`` the held-out pairwise accuracy.
-    The stage holds the weights (backbone, head, weight and prior), the tokenizer, ``metrics.json`` (incl.
-    the calibration table) and ``history.json``.
+    The stage holds the weights (backbone, head, weight and prior), the tokenizer,
+    ``metrics.json`` (incl. the calibration table) and ``history.json``.
     """
     from .model import model_from_stage, model_meta, save_model_files
 
@@ -447,7 +447,8 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
         "metrics.json": json.dumps({**metrics, "calibration": calib}, indent=2),
         "history.json": json.dumps({"history": result.history}),
     }
-    meta = {**model_meta(backbone), "n_params": model.num_params(), "head": "scalar, last token, + weight x frozen sft_tools log-likelihood",
+    meta = {**model_meta(backbone), "n_params": model.num_params(),
+            "head": "scalar on the last token + weight x mean log-likelihood under frozen sft_tools",
             "metrics": metrics, "train_config": cfg.to_dict()}
     stages.save_stage("reward", files, meta=meta)
     if verbose:

@@ -197,7 +197,8 @@ class PPOConfig:
     # How hard each batch of answers is used. On the cpu model, 4 epochs of minibatches of 8 (16
     # optimizer steps per batch) made PPO drift even when its reward was the hidden rubric itself
     # (win rate 42.8 %, KL 9.5 nats): Adam takes a full-size step on every noisy minibatch
-    # gradient. Two epochs over the whole batch at once (2 steps) gave 56.0 % with the rubric as reward.
+    # gradient. Two epochs over the whole batch at once (2 steps) gave 56.0 % with the rubric as
+    # the reward.
     ppo_epochs: int = 2
     minibatch_size: int = 32
     lr: float = 3e-5
