@@ -186,8 +186,8 @@ class PPOConfig:
     # The leash: reward per token lost for log(pi/pi_ref). On the cpu model, with the update
     # below and the reward model that reads the chat model's likelihood: 0.1 gave a win rate of
     # 55.3 % (KL 0.7 nats), 0.3 held the policy too close to move (52.4 %, KL 0.3). With rougher
-    # updates (16 optimizer steps per batch) 0.1 had let the policy drift into a reward-model
-    # blind spot (33 %, KL 6.1).
+    # updates (16 optimizer steps per batch) and an earlier reward model and data, 0.1 had let
+    # the policy drift into a reward-model blind spot (33 %, KL 6.1).
     kl_coef: float = 0.1
     gamma: float = 1.0
     lam: float = 0.95
