@@ -25,6 +25,7 @@ thousand comparisons (see :class:`RewardModel`).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -132,10 +133,15 @@ class RewardModel(nn.Module):
         tokens = action_mask(answer_mask).sum(-1).clamp(min=1.0)
         return response_logprobs(self.prior, ids, answer_mask).sum(-1).float() / tokens
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, answer_mask: torch.Tensor,
+                likelihood: torch.Tensor | None = None) -> torch.Tensor:
+        """``likelihood``: :meth:`answer_likelihood` of these rows if already known (the prior
+        is frozen, so a stored value is exact; see :func:`attach_answer_likelihood`)."""
         h = transformer_hidden(self.backbone, ids)
         last = h[torch.arange(ids.size(0), device=ids.device), lengths - 1]
-        return self.head(last).squeeze(-1).float() + self.likelihood_weight * self.answer_likelihood(ids, answer_mask)
+        if likelihood is None:
+            likelihood = self.answer_likelihood(ids, answer_mask)
+        return self.head(last).squeeze(-1).float() + self.likelihood_weight * likelihood.to(ids.device).float()
 
     def num_params(self) -> int:
         """Trained parameters (backbone, head, weight); the frozen prior is not counted."""
@@ -161,9 +167,34 @@ def pairwise_accuracy(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> float
 def reward_loss(model: RewardModel, batch: dict) -> torch.Tensor:
     """The ``loss_fn`` for :func:`course_utils.train.train`: chosen and rejected answers go
     through the model as one batch (first half chosen, second half rejected)."""
-    r = model(batch["ids"], batch["lengths"], batch["mask"])
+    r = model(batch["ids"], batch["lengths"], batch["mask"], stored_likelihood(batch))
     r_chosen, r_rejected = r.chunk(2)
     return bradley_terry_loss(r_chosen, r_rejected)
+
+
+def stored_likelihood(batch: dict) -> torch.Tensor | None:
+    """The batch's prior likelihoods in row order (chosen, then rejected), if attached."""
+    if "answer_likelihood" not in batch:
+        return None
+    pairs = batch["answer_likelihood"]
+    return torch.cat([pairs[:, 0], pairs[:, 1]])
+
+
+@torch.no_grad()
+def attach_answer_likelihood(model: RewardModel, data: "PreferenceBatches", batch_size: int = 64) -> None:
+    """Compute the frozen prior's :meth:`RewardModel.answer_likelihood` of every chosen and
+    rejected answer once, and attach them to ``data`` as ``answer_likelihood`` (N, 2).
+
+    The prior never changes, so training and every evaluation can reuse these numbers instead
+    of running a second transformer over each answer again (DPO does the same with its
+    reference model)."""
+    device = next(model.parameters()).device
+    for split in data.pairs:
+        out = []
+        for batch in data.iterate(split, batch_size):
+            lik = model.answer_likelihood(batch["ids"].to(device), batch["mask"].to(device)).cpu()
+            out.append(torch.stack(lik.chunk(2), dim=1))
+        data.attach(split, "answer_likelihood", torch.cat(out) if out else torch.zeros(0, 2))
 
 
 # ----------------------------------------------------------------------------- token sequences
@@ -307,7 +338,8 @@ def score_pairs(model: RewardModel, data: PreferenceBatches, split: str = "val",
     device = next(model.parameters()).device
     chosen, rejected = [], []
     for batch in data.iterate(split, batch_size):
-        r = model(batch["ids"].to(device), batch["lengths"].to(device), batch["mask"].to(device)).cpu()
+        r = model(batch["ids"].to(device), batch["lengths"].to(device), batch["mask"].to(device),
+                  stored_likelihood(batch)).cpu()
         c, rj = r.chunk(2)
         chosen.append(c)
         rejected.append(rj)
@@ -421,9 +453,13 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     backbone = model_from_stage(parent)
     model = RewardModel(backbone, prior=model_from_stage(parent)).to(config.device())
     data = preference_data(tokenizer, backbone.config.block_size)
+    start = time.perf_counter()
+    attach_answer_likelihood(model, data)
+    likelihood_seconds = time.perf_counter() - start
     if verbose:
         print(f"reward model: {model.num_params() / 1e6:.2f}M parameters (backbone from 'sft_tools'); "
-              f"{len(data.pairs['train'])} training comparisons, {len(data.pairs['val'])} held out; "
+              f"{len(data.pairs['train'])} training comparisons, {len(data.pairs['val'])} held out "
+              f"({likelihood_seconds:.0f} s to score them once under the frozen chat model); "
               f"{cfg.max_steps} steps x {cfg.batch_size} comparisons "
               f"= {cfg.max_steps * cfg.batch_size / max(1, len(data)):.1f} epochs")
     result = train(model, data, cfg, loss_fn=reward_loss, on_eval=accuracy_callback(data), live_plot=live_plot,
@@ -439,7 +475,7 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
         "train_accuracy": round(pairwise_accuracy(scores["chosen"], scores["rejected"]), 4),
         "score_mean": round(float(all_scores.mean()), 4),
         "score_std": round(float(all_scores.std()), 4),
-        "steps": result.final["steps"], "train_seconds": result.final["seconds"],
+        "steps": result.final["steps"], "train_seconds": round(result.final["seconds"] + likelihood_seconds, 2),
         "stopped": result.final["stopped"], "profile": config.profile(),
     })
     calib = calibration(model, data, "val")
@@ -456,7 +492,7 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     if verbose:
         print(f"saved stage 'reward': held-out accuracy {metrics['accuracy']:.1%} on {metrics['pairs']} comparisons "
               f"(rater-noise ceiling {metrics['noise_ceiling']:.1%}); agrees with the hidden rubric on "
-              f"{metrics['rubric_agreement']:.1%}; {result.final['seconds']:.0f} s of training")
+              f"{metrics['rubric_agreement']:.1%}; {metrics['train_seconds']:.0f} s of training")
     return RewardRun(model=model, tokenizer=tokenizer, data=data, result=result, metrics=metrics,
                      stage=stages.load_stage("reward"))
 

@@ -133,6 +133,22 @@ def test_reward_model_trains_with_the_one_training_loop():
     assert polite > rude
 
 
+def test_stored_prior_likelihood_gives_the_same_rewards_as_computing_it():
+    tok = byte_tokenizer()
+    model = RewardModel(tiny_gpt(tok.vocab_size, 64), prior=tiny_gpt(tok.vocab_size, 64, seed=1))
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    live = PreferenceBatches({"train": _toy_pairs(12), "val": _toy_pairs(5, 100)}, tok, 64)
+    stored = PreferenceBatches({"train": _toy_pairs(12), "val": _toy_pairs(5, 100)}, tok, 64)
+    reward.attach_answer_likelihood(model, stored, batch_size=4)  # several batches per split
+    assert stored.extra["train"]["answer_likelihood"].shape == (12, 2)
+    a, b = reward.score_pairs(model, live), reward.score_pairs(model, stored)
+    assert torch.allclose(a["chosen"], b["chosen"], atol=1e-5) and torch.allclose(a["rejected"], b["rejected"], atol=1e-5)
+    index = [3, 0, 7]
+    assert "answer_likelihood" in stored.batch("train", index)
+    assert torch.allclose(reward.reward_loss(model, live.batch("train", index)),
+                          reward.reward_loss(model, stored.batch("train", index)), atol=1e-5)
+
+
 def test_split_by_prompt():
     pairs = _toy_pairs(20)
     split = reward.split_pairs(pairs)
