@@ -332,19 +332,26 @@ class PreferenceBatches:
 
 @torch.no_grad()
 def score_pairs(model: RewardModel, data: PreferenceBatches, split: str = "val", batch_size: int = 64) -> dict:
-    """The reward of every chosen and rejected answer of ``split``: ``{"chosen", "rejected"}`` tensors."""
+    """The reward of every chosen and rejected answer of ``split``: ``{"chosen", "rejected"}``
+    tensors, and ``{"chosen_prior", "rejected_prior"}``, the part of each reward that is the
+    weighted likelihood under the frozen chat model (the rest is the head's)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    chosen, rejected = [], []
+    rewards, priors = [], []
     for batch in data.iterate(split, batch_size):
-        r = model(batch["ids"].to(device), batch["lengths"].to(device), batch["mask"].to(device),
-                  stored_likelihood(batch)).cpu()
-        c, rj = r.chunk(2)
-        chosen.append(c)
-        rejected.append(rj)
+        ids, mask = batch["ids"].to(device), batch["mask"].to(device)
+        likelihood = stored_likelihood(batch)
+        if likelihood is None:
+            likelihood = model.answer_likelihood(ids, mask)
+        likelihood = likelihood.to(device).float()
+        rewards.append(model(ids, batch["lengths"].to(device), mask, likelihood).cpu())
+        priors.append((model.likelihood_weight * likelihood).cpu())
     model.train(was_training)
-    return {"chosen": torch.cat(chosen), "rejected": torch.cat(rejected)}
+    halves = [torch.stack(x.chunk(2)) for x in rewards] or [torch.zeros(2, 0)]
+    prior_halves = [torch.stack(x.chunk(2)) for x in priors] or [torch.zeros(2, 0)]
+    r, prior = torch.cat(halves, dim=1), torch.cat(prior_halves, dim=1)
+    return {"chosen": r[0], "rejected": r[1], "chosen_prior": prior[0], "rejected_prior": prior[1]}
 
 
 def evaluate_reward_model(model: RewardModel, data: PreferenceBatches, split: str = "val") -> dict:

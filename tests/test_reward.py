@@ -143,6 +143,10 @@ def test_stored_prior_likelihood_gives_the_same_rewards_as_computing_it():
     assert stored.extra["train"]["answer_likelihood"].shape == (12, 2)
     a, b = reward.score_pairs(model, live), reward.score_pairs(model, stored)
     assert torch.allclose(a["chosen"], b["chosen"], atol=1e-5) and torch.allclose(a["rejected"], b["rejected"], atol=1e-5)
+    assert torch.allclose(a["rejected_prior"], b["rejected_prior"], atol=1e-5)
+    torch.nn.init.zeros_(model.head.weight)  # no head: the whole reward is the likelihood term
+    c = reward.score_pairs(model, stored)
+    assert torch.allclose(c["chosen"], c["chosen_prior"]) and not torch.allclose(c["chosen"], a["chosen"])
     index = [3, 0, 7]
     assert "answer_likelihood" in stored.batch("train", index)
     assert torch.allclose(reward.reward_loss(model, live.batch("train", index)),
