@@ -183,15 +183,17 @@ def stored_likelihood(batch: dict) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def attach_answer_likelihood(model: RewardModel, data: "PreferenceBatches", batch_size: int = 64) -> None:
+def attach_answer_likelihood(model: RewardModel, data: "PreferenceBatches", splits: Sequence[str] | None = None,
+                             batch_size: int = 64) -> None:
     """Compute the frozen prior's :meth:`RewardModel.answer_likelihood` of every chosen and
-    rejected answer once, and attach them to ``data`` as ``answer_likelihood`` (N, 2).
+    rejected answer of ``splits`` (default: all) once, and attach them to ``data`` as
+    ``answer_likelihood`` (N, 2).
 
-    The prior never changes, so training and every evaluation can reuse these numbers instead
-    of running a second transformer over each answer again (DPO does the same with its
-    reference model)."""
+    The prior never changes, so every later pass can reuse these numbers instead of running a
+    second transformer over the same answers again (DPO does the same with its reference model).
+    It pays for comparisons that are scored many times, like the held-out ones."""
     device = next(model.parameters()).device
-    for split in data.pairs:
+    for split in data.pairs if splits is None else splits:
         out = []
         for batch in data.iterate(split, batch_size):
             lik = model.answer_likelihood(batch["ids"].to(device), batch["mask"].to(device)).cpu()
@@ -462,13 +464,15 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     backbone = model_from_stage(parent)
     model = RewardModel(backbone, prior=model_from_stage(parent)).to(config.device())
     data = preference_data(tokenizer, backbone.config.block_size)
+    # The held-out comparisons are scored at every evaluation: score them under the prior once.
+    # Training draws most comparisons about once, so their likelihood is computed as they come.
     start = time.perf_counter()
-    attach_answer_likelihood(model, data)
+    attach_answer_likelihood(model, data, splits=["val"])
     likelihood_seconds = time.perf_counter() - start
     if verbose:
         print(f"reward model: {model.num_params() / 1e6:.2f}M parameters (backbone from 'sft_tools'); "
               f"{len(data.pairs['train'])} training comparisons, {len(data.pairs['val'])} held out "
-              f"({likelihood_seconds:.0f} s to score them once under the frozen chat model); "
+              f"({likelihood_seconds:.0f} s to score those once under the frozen chat model); "
               f"{cfg.max_steps} steps x {cfg.batch_size} comparisons "
               f"= {cfg.max_steps * cfg.batch_size / max(1, len(data)):.1f} epochs")
     result = train(model, data, cfg, loss_fn=reward_loss, on_eval=accuracy_callback(data), live_plot=live_plot,

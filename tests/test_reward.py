@@ -140,6 +140,9 @@ def test_stored_prior_likelihood_gives_the_same_rewards_as_computing_it():
     live = PreferenceBatches({"train": _toy_pairs(12), "val": _toy_pairs(5, 100)}, tok, 64)
     stored = PreferenceBatches({"train": _toy_pairs(12), "val": _toy_pairs(5, 100)}, tok, 64)
     reward.attach_answer_likelihood(model, stored, batch_size=4)  # several batches per split
+    partial = PreferenceBatches({"train": _toy_pairs(12), "val": _toy_pairs(5, 100)}, tok, 64)
+    reward.attach_answer_likelihood(model, partial, splits=["val"])
+    assert "answer_likelihood" not in partial.batch("train", [0]) and "answer_likelihood" in partial.batch("val", [0])
     assert stored.extra["train"]["answer_likelihood"].shape == (12, 2)
     a, b = reward.score_pairs(model, live), reward.score_pairs(model, stored)
     assert torch.allclose(a["chosen"], b["chosen"], atol=1e-5) and torch.allclose(a["rejected"], b["rejected"], atol=1e-5)
