@@ -57,8 +57,8 @@ def reward_config(**overrides) -> TrainConfig:
 
     Measured on the cpu model (held-out pairwise accuracy): 1,900 comparisons seen 2.5 times at
     lr 1e-3 gave 71 %; 7,200 comparisons seen about once at 3e-4, 74 %. More distinct
-    comparisons help more than more passes over the same ones. With today's likelihood term,
-    800 steps gave 80.7 % against 82.3 % at 400 (one thread each).
+    comparisons help more than more passes over the same ones. With the likelihood term (see
+    RewardModel), 800 steps gave 80.7 % against 82.3 % at 400 (one thread each).
     """
     cfg = TrainConfig(
         max_steps=config.pick(ci=12, cpu=400, gpu=1200),
