@@ -182,7 +182,6 @@ def stored_likelihood(batch: dict) -> torch.Tensor | None:
     return torch.cat([pairs[:, 0], pairs[:, 1]])
 
 
-@torch.no_grad()
 def attach_answer_likelihood(model: RewardModel, data: "PreferenceBatches", splits: Sequence[str] | None = None,
                              batch_size: int = 64) -> None:
     """Compute the frozen prior's :meth:`RewardModel.answer_likelihood` of every chosen and
@@ -192,13 +191,8 @@ def attach_answer_likelihood(model: RewardModel, data: "PreferenceBatches", spli
     The prior never changes, so every later pass can reuse these numbers instead of running a
     second transformer over the same answers again (DPO does the same with its reference model).
     It pays for comparisons that are scored many times, like the held-out ones."""
-    device = next(model.parameters()).device
-    for split in data.pairs if splits is None else splits:
-        out = []
-        for batch in data.iterate(split, batch_size):
-            lik = model.answer_likelihood(batch["ids"].to(device), batch["mask"].to(device)).cpu()
-            out.append(torch.stack(lik.chunk(2), dim=1))
-        data.attach(split, "answer_likelihood", torch.cat(out) if out else torch.zeros(0, 2))
+    data.attach_per_answer("answer_likelihood", model.answer_likelihood, splits,
+                           device=next(model.parameters()).device, batch_size=batch_size)
 
 
 # ----------------------------------------------------------------------------- token sequences
@@ -330,6 +324,19 @@ class PreferenceBatches:
         if len(values) != len(self.encoded[split]):
             raise ValueError(f"{name}: {len(values)} values for {len(self.encoded[split])} pairs of split {split!r}")
         self.extra[split][name] = values
+
+    @torch.no_grad()
+    def attach_per_answer(self, name: str, score, splits: Sequence[str] | None = None, device=None,
+                          batch_size: int = 64) -> None:
+        """Compute ``score(ids, mask)``, one number per row, for every chosen and rejected answer of
+        ``splits`` (default: all) once, and :meth:`attach` it as ``name`` (N, 2): column 0 the
+        chosen answer, column 1 the rejected one."""
+        for split in self.pairs if splits is None else splits:
+            out = []
+            for batch in self.iterate(split, batch_size):
+                values = score(batch["ids"].to(device), batch["mask"].to(device)).cpu()
+                out.append(torch.stack(values.chunk(2), dim=1))
+            self.attach(split, name, torch.cat(out) if out else torch.zeros(0, 2))
 
 
 # ----------------------------------------------------------------------------- evaluation

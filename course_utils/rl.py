@@ -431,18 +431,12 @@ def dpo_loss_fn(beta: float, nll_weight: float = 0.0):
     return loss_fn
 
 
-@torch.no_grad()
 def attach_reference_logprobs(reference: nn.Module, data, batch_size: int = 64) -> None:
     """Compute ``log pi_ref`` of every chosen and rejected answer once, and attach them to
     ``data`` (a :class:`course_utils.reward.PreferenceBatches`) as ``ref_logp`` (N, 2)."""
     reference.eval()
-    device = next(reference.parameters()).device
-    for split in data.pairs:
-        out = []
-        for batch in data.iterate(split, batch_size):
-            logp = sequence_logprob(reference, batch["ids"].to(device), batch["mask"].to(device)).cpu()
-            out.append(torch.stack(logp.chunk(2), dim=1))
-        data.attach(split, "ref_logp", torch.cat(out) if out else torch.zeros(0, 2))
+    data.attach_per_answer("ref_logp", lambda ids, mask: sequence_logprob(reference, ids, mask),
+                           device=next(reference.parameters()).device, batch_size=batch_size)
 
 
 @torch.no_grad()
