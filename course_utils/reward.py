@@ -274,8 +274,9 @@ class PreferenceBatches:
     ``pairs`` maps a split ("train", "val") to :class:`course_utils.world.PreferencePair` s.
     A batch is a dict: ``ids`` (2B, T), ``mask`` (2B, T, 1.0 on answer tokens) and ``lengths``
     (2B,), the B chosen answers first, then the B rejected ones in the same order, and
-    ``index`` (B,) the pairs' positions in their split. With :meth:`attach` a batch also
-    carries per-pair tensors computed once (DPO's reference log-probabilities).
+    ``index`` (B,) the pairs' positions in their split. With :meth:`attach` (or
+    :meth:`attach_per_answer`) a batch also carries per-pair tensors computed once: DPO's
+    reference log-probabilities, the reward model's prior likelihood of the held-out answers.
     """
 
     def __init__(self, pairs: dict[str, Sequence], tokenizer, block_size: int, pad_id: int | None = None):
