@@ -350,20 +350,21 @@ def score_pairs(model: RewardModel, data: PreferenceBatches, split: str = "val",
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    rewards, priors = [], []
+    parts = {"chosen": [], "rejected": [], "chosen_prior": [], "rejected_prior": []}
     for batch in data.iterate(split, batch_size):
         ids, mask = batch["ids"].to(device), batch["mask"].to(device)
         likelihood = stored_likelihood(batch)
         if likelihood is None:
             likelihood = model.answer_likelihood(ids, mask)
         likelihood = likelihood.to(device).float()
-        rewards.append(model(ids, batch["lengths"].to(device), mask, likelihood).cpu())
-        priors.append((model.likelihood_weight * likelihood).cpu())
+        chosen, rejected = model(ids, batch["lengths"].to(device), mask, likelihood).cpu().chunk(2)
+        chosen_prior, rejected_prior = (model.likelihood_weight * likelihood).cpu().chunk(2)
+        parts["chosen"].append(chosen)
+        parts["rejected"].append(rejected)
+        parts["chosen_prior"].append(chosen_prior)
+        parts["rejected_prior"].append(rejected_prior)
     model.train(was_training)
-    halves = [torch.stack(x.chunk(2)) for x in rewards] or [torch.zeros(2, 0)]
-    prior_halves = [torch.stack(x.chunk(2)) for x in priors] or [torch.zeros(2, 0)]
-    r, prior = torch.cat(halves, dim=1), torch.cat(prior_halves, dim=1)
-    return {"chosen": r[0], "rejected": r[1], "chosen_prior": prior[0], "rejected_prior": prior[1]}
+    return {name: torch.cat(values) if values else torch.zeros(0) for name, values in parts.items()}
 
 
 def evaluate_reward_model(model: RewardModel, data: PreferenceBatches, split: str = "val") -> dict:
