@@ -18,7 +18,8 @@ thousand comparisons (see :class:`RewardModel`).
 - :func:`encode_prompt` / :func:`encode_response` / :func:`pack`: (prompt, answer) -> padded
   token ids with a mask on the answer's tokens; one format for the reward model, PPO and DPO.
 - :class:`RewardModel`, :func:`bradley_terry_loss`, :func:`pairwise_accuracy`.
-- :class:`PreferenceBatches`: the raters' comparisons as a batch source for :func:`course_utils.train.train`.
+- :class:`PreferenceBatches`: the raters' comparisons as a batch source for :func:`course_utils.train.train`;
+  :func:`sampled_pairs`: comparisons of the chat model's own answers, beside the world's written ones.
 - :func:`build_reward_stage`: initialise from ``sft_tools``, train with the course's one loop,
   save stage ``reward``; :func:`load_reward_model` reads it back.
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import torch
@@ -40,6 +41,9 @@ from .train import TrainConfig, TrainResult, train
 # its prompts are where chapter 09 measures win rates. Split by *prompt*, so a held-out
 # comparison never shares its question with a training one.
 HELDOUT_EVERY = 5
+# Raters also compare the chat model's own answers: this many sampled per preference prompt.
+SAMPLED_ANSWERS_PER_PROMPT = 4
+SAMPLED_PAIRS_FILE = "sampled_comparisons.json"
 
 
 # ----------------------------------------------------------------------------- sizes
@@ -444,12 +448,54 @@ class RewardRun:
     stage: stages.Stage
 
 
-def preference_data(tokenizer, block_size: int, world=None) -> PreferenceBatches:
-    """The raters' comparisons of the world, split by prompt, as a batch source."""
+def preference_data(tokenizer, block_size: int, world=None, sampled: Sequence = ()) -> PreferenceBatches:
+    """The raters' comparisons, split by prompt, as a batch source: the world's written answers
+    and the ``sampled`` comparisons of the chat model's own answers (see :func:`sampled_pairs`).
+    Both train together; held out, ``"val"`` keeps the written ones and ``"val_sampled"`` the
+    sampled ones, so the two kinds of accuracy are reported apart."""
     from .world import preference_pairs
 
+    written, own = split_pairs(preference_pairs(world or load_world())), split_pairs(sampled)
+    return PreferenceBatches({"train": written["train"] + own["train"], "val": written["val"],
+                              "val_sampled": own["val"]}, tokenizer, block_size)
+
+
+@torch.no_grad()
+def sampled_pairs(model: nn.Module, tokenizer, prompts: Sequence, *, samples: int = SAMPLED_ANSWERS_PER_PROMPT,
+                  seed: int = config.DEFAULT_SEED, world=None) -> list:
+    """What real raters mostly see: the chat model's own answers. ``samples`` answers per prompt
+    at temperature 1, graded by the hidden rubric and compared by the same noisy raters as the
+    written answers (:func:`course_utils.world.rate_answers`).
+
+    Written answers show the flaws someone thought of; sampled ones show the mistakes this
+    model really makes (a wrong name, a request it complies with), which are the answers PPO
+    will write and DPO will move between."""
+    from .rl import evaluate_policy
+    from .world import rate_answers
+    from .world.facts import component_rng
+
     world = world or load_world()
-    return PreferenceBatches(split_pairs(preference_pairs(world)), tokenizer, block_size)
+    answers = evaluate_policy(model, tokenizer, prompts, name="sampled", samples=samples, temperature=1.0, seed=seed)
+    rng = component_rng(world.seed, "raters of sampled answers")
+    out = []
+    for i, prompt in enumerate(prompts):
+        mine = slice(i * samples, (i + 1) * samples)
+        out += rate_answers(prompt, list(zip(answers.answers[mine], answers.rubric[mine])),
+                            world.sizes.pairs_per_prompt, rng, source="sampled")
+    return out
+
+
+def load_sampled_pairs(stage: stages.Stage | None = None) -> list:
+    """The comparisons of sampled answers stored with stage ``reward`` (DPO trains on them too)."""
+    from .world import PreferencePair
+
+    stage = stage or stages.ensure_stage("reward")
+    path = stage.path(SAMPLED_PAIRS_FILE)
+    try:
+        return [PreferencePair(**row) for row in json.loads(path.read_text(encoding="utf-8"))]
+    except (ValueError, TypeError) as exc:
+        raise stages.StageCorruptError(f"Stage 'reward': {path} does not hold comparisons ({exc}). "
+                                       f"Run notebook 08 again.") from exc
 
 
 def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = False, progress: bool = True,
@@ -461,10 +507,14 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     ``sft_tools`` stays frozen as the prior. Training is :func:`course_utils.train.train` with
     :func:`reward_loss` and :class:`PreferenceBatches`; ``val_loss`` in its history is the
     held-out Bradley–Terry loss and ``val_accuracy`` the held-out pairwise accuracy.
+    Before training, ``sft_tools`` answers every preference prompt a few times and the raters
+    compare those answers too (:func:`sampled_pairs`).
     The stage holds the weights (backbone, head, weight and prior), the tokenizer,
-    ``metrics.json`` (incl. the calibration table) and ``history.json``.
+    ``metrics.json`` (incl. the calibration table), ``history.json`` and the comparisons of
+    sampled answers (``SAMPLED_PAIRS_FILE``, which DPO trains on as well).
     """
     from .model import model_from_stage, model_meta, save_model_files
+    from .world import preference_prompts
 
     cfg = cfg or reward_config()
     parent = stages.ensure_stage("sft_tools")
@@ -472,21 +522,29 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     config.seed_everything(cfg.seed)
     backbone = model_from_stage(parent)
     model = RewardModel(backbone, prior=model_from_stage(parent)).to(config.device())
-    data = preference_data(tokenizer, backbone.config.block_size)
+    start = time.perf_counter()
+    sampled = sampled_pairs(model.prior, tokenizer, preference_prompts(load_world()), seed=cfg.seed)
+    sampling_seconds = time.perf_counter() - start
+    data = preference_data(tokenizer, backbone.config.block_size, sampled=sampled)
     # The held-out comparisons are scored at every evaluation: score them under the prior once.
     # Training draws most comparisons about once, so their likelihood is computed as they come.
     start = time.perf_counter()
-    attach_answer_likelihood(model, data, splits=["val"])
+    attach_answer_likelihood(model, data, splits=["val", "val_sampled"])
     likelihood_seconds = time.perf_counter() - start
     if verbose:
+        n_sampled = sum(p.source == "sampled" for p in data.pairs["train"])
         print(f"reward model: {model.num_params() / 1e6:.2f}M parameters (backbone from 'sft_tools'); "
-              f"{len(data.pairs['train'])} training comparisons, {len(data.pairs['val'])} held out "
+              f"{len(data.pairs['train'])} training comparisons ({n_sampled} of sft_tools' own answers, sampled "
+              f"in {sampling_seconds:.0f} s), {len(data.pairs['val'])} + {len(data.pairs['val_sampled'])} held out "
               f"({likelihood_seconds:.0f} s to score those once under the frozen chat model); "
               f"{cfg.max_steps} steps x {cfg.batch_size} comparisons "
               f"= {cfg.max_steps * cfg.batch_size / max(1, len(data)):.1f} epochs")
     result = train(model, data, cfg, loss_fn=reward_loss, on_eval=accuracy_callback(data), live_plot=live_plot,
                    progress=progress, desc="reward model", verbose=verbose)
     metrics = evaluate_reward_model(model, data, "val")
+    own = evaluate_reward_model(model, data, "val_sampled")
+    metrics.update({"sampled_pairs": own["pairs"], "sampled_accuracy": own["accuracy"],
+                    "sampled_noise_ceiling": own["noise_ceiling"]})
     # A sample of the training comparisons: accuracy on what it was trained on, and the spread of
     # its scores, which PPO uses to centre and scale rewards.
     sample = PreferenceBatches({"train": data.pairs["train"][::max(1, len(data) // 400)]}, tokenizer,
@@ -497,7 +555,8 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
         "train_accuracy": round(pairwise_accuracy(scores["chosen"], scores["rejected"]), 4),
         "score_mean": round(float(all_scores.mean()), 4),
         "score_std": round(float(all_scores.std()), 4),
-        "steps": result.final["steps"], "train_seconds": round(result.final["seconds"] + likelihood_seconds, 2),
+        "steps": result.final["steps"],
+        "train_seconds": round(result.final["seconds"] + likelihood_seconds + sampling_seconds, 2),
         "stopped": result.final["stopped"], "profile": config.profile(),
     })
     calib = calibration(model, data, "val")
@@ -506,6 +565,7 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
         stages.TOKENIZER_FILE: parent.path(stages.TOKENIZER_FILE).read_bytes(),
         "metrics.json": json.dumps({**metrics, "calibration": calib}, indent=2),
         "history.json": json.dumps({"history": result.history}),
+        SAMPLED_PAIRS_FILE: json.dumps([asdict(p) for p in sampled], ensure_ascii=False),
     }
     meta = {**model_meta(backbone), "n_params": model.num_params(),
             "head": "scalar on the last token + weight x mean log-likelihood under frozen sft_tools",
@@ -514,7 +574,9 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     if verbose:
         print(f"saved stage 'reward': held-out accuracy {metrics['accuracy']:.1%} on {metrics['pairs']} comparisons "
               f"(rater-noise ceiling {metrics['noise_ceiling']:.1%}); agrees with the hidden rubric on "
-              f"{metrics['rubric_agreement']:.1%}; {metrics['train_seconds']:.0f} s of training")
+              f"{metrics['rubric_agreement']:.1%}; on comparisons of sft_tools' own answers "
+              f"{metrics['sampled_accuracy']:.1%} of {metrics['sampled_pairs']}; "
+              f"{metrics['train_seconds']:.0f} s of training")
     return RewardRun(model=model, tokenizer=tokenizer, data=data, result=result, metrics=metrics,
                      stage=stages.load_stage("reward"))
 

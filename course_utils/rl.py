@@ -721,19 +721,20 @@ def build_rlhf_stage(*, cfg: PPOConfig | None = None, baseline: PolicyEval | Non
 def build_dpo_stage(*, cfg: TrainConfig | None = None, beta: float = DPO_BETA, nll_weight: float = DPO_NLL_WEIGHT,
                     baseline: PolicyEval | None = None, reward_fn: RewardFn | None = None, live_plot: bool = False,
                     progress: bool = True, verbose: bool = True) -> RLRun:
-    """DPO from ``sft_tools`` on the raters' comparisons (the reward model's training data);
-    judged on the held-out prompts like PPO; saves stage ``dpo``.
+    """DPO from ``sft_tools`` on the raters' comparisons (the reward model's training data: the
+    written answers and sft_tools' own, stored with stage ``reward``); judged on the held-out
+    prompts like PPO; saves stage ``dpo``.
 
     Training never uses a reward model; ``reward_fn`` (optional) only *reports* the reward
     model's opinion of the final answers, for comparison with PPO."""
     from .model import model_from_stage
-    from .reward import preference_data
+    from .reward import load_sampled_pairs, preference_data
 
     cfg = cfg or dpo_config()
     parent, tokenizer, reference, prompts = _setting()
     config.seed_everything(cfg.seed)
     policy = model_from_stage(parent).train()
-    data = preference_data(tokenizer, policy.config.block_size)
+    data = preference_data(tokenizer, policy.config.block_size, sampled=load_sampled_pairs())
     start = time.perf_counter()
     attach_reference_logprobs(reference, data)
     ref_seconds = time.perf_counter() - start

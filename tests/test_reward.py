@@ -174,3 +174,34 @@ def test_build_reward_stage_saves_a_loadable_stage():
     r_run = reward.score_answers(run.model, tok, "What is the capital of France?", ["Paris.", "Rome."])
     assert r_saved == pytest.approx(r_run, abs=1e-5)
     assert stages.spec("reward").notebook == "08_human_preferences.ipynb"
+    # The comparisons of sft_tools' own answers are stored with the stage, for DPO, and were trained on.
+    sampled = reward.load_sampled_pairs(stage)
+    assert sampled and all(p.source == "sampled" and p.chosen != p.rejected for p in sampled)
+    assert [p for p in run.data.pairs["train"] if p.source == "sampled"] == reward.split_pairs(sampled)["train"]
+    assert run.data.pairs["val_sampled"] == reward.split_pairs(sampled)["val"]
+    assert run.metrics["sampled_pairs"] == len(run.data.pairs["val_sampled"])
+
+
+def test_sampled_pairs_are_the_models_own_answers_compared_by_raters():
+    from course_utils.world import judge, preference_prompts
+
+    fake_sft_tools_stage()
+    tok = stages.load_stage("sft_tools").tokenizer()
+    model = tiny_gpt(tok.vocab_size, 96)
+    prompts = preference_prompts(reward.load_world())[:6]
+    pairs = reward.sampled_pairs(model, tok, prompts, samples=3)
+    assert pairs == reward.sampled_pairs(model, tok, prompts, samples=3)  # seeded
+    by_prompt = {p.prompt_id: p for p in prompts}
+    for p in pairs:
+        # Scores are the hidden rubric's; tied or identical answers are never compared.
+        assert {p.chosen_score, p.rejected_score} == {judge(p.prompt_meta, p.chosen), judge(p.prompt_meta, p.rejected)}
+        assert p.chosen_score != p.rejected_score and p.prompt == by_prompt[p.prompt_id].prompt
+
+
+def test_corrupt_sampled_comparisons_say_which_notebook_to_run(tmp_path):
+    fake_sft_tools_stage()
+    reward.build_reward_stage(cfg=reward.reward_config(max_steps=1, eval_every=0), progress=False, verbose=False)
+    stage = stages.load_stage("reward")
+    stage.path(reward.SAMPLED_PAIRS_FILE).write_text('[{"prompt": 1}]', encoding="utf-8")
+    with pytest.raises(stages.StageCorruptError, match="08"):
+        reward.load_sampled_pairs(stage)

@@ -271,7 +271,7 @@ def test_rlhf_and_dpo_stages_build_from_tiny_parents():
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), run.model.state_dict().values()))
     dpo = rl.build_dpo_stage(cfg=rl.dpo_config(max_steps=2, eval_every=0), baseline=run.baseline, progress=False,
                              verbose=False)
-    assert stages.load_stage("dpo").meta["parents"] == ["sft_tools"]
+    assert stages.load_stage("dpo").meta["parents"] == ["sft_tools", "reward"]
     assert "dpo_accuracy" in dpo.metrics and dpo.metrics["n"] == run.metrics["n"]
 
 

@@ -18,7 +18,7 @@ from .datasets import (ALL_CLOZE_RELATIONS, DEFAULT_CLOZE_RELATIONS, DEFAULT_QA_
                        IDK_MARKER, Task, chat_examples, cloze_probes, contains_answer, honesty_examples,
                        idk_probes, qa_probes, tool_examples, tool_probes, verifiable_tasks)
 from .preferences import (PreferencePair, PreferencePrompt, describe_answer, judge, preference_pairs,
-                          preference_prompts, rater_noise_ceiling, rubric_score)
+                          preference_prompts, rate_answers, rater_noise_ceiling, rubric_score)
 from .domain import DomainCorpus, domain_corpus
 
 __all__ = [
@@ -31,6 +31,6 @@ __all__ = [
     "chat_examples", "honesty_examples", "tool_examples", "tool_probes",
     "verifiable_tasks", "Task", "DIFFICULTIES",
     "preference_prompts", "preference_pairs", "PreferencePrompt", "PreferencePair",
-    "rubric_score", "describe_answer", "judge", "rater_noise_ceiling",
+    "rubric_score", "describe_answer", "judge", "rater_noise_ceiling", "rate_answers",
     "domain_corpus", "DomainCorpus",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Optional, Sequence
 
 from .datasets import (COUNTRY_QUESTIONS, IDK_MARKER, PERSON_QUESTIONS, REFUSALS, FactQA, contains_answer,
                        country_qa, person_qa)
@@ -92,6 +92,7 @@ class PreferencePair:
     chosen_score: float      # hidden rubric scores, for analysis only (the raters' choice
     rejected_score: float    # can go against them)
     prompt_meta: dict = field(compare=False, repr=False)
+    source: str = "written"  # "written" (candidates with planted flaws) or "sampled" (the chat model's own)
 
     @property
     def agrees_with_rubric(self) -> bool:
@@ -257,15 +258,23 @@ def preference_prompts(world: World, n: Optional[int] = None) -> list[Preference
 
 
 def preference_pairs(world: World, n_prompts: Optional[int] = None) -> list[PreferencePair]:
-    """(prompt, chosen, rejected) comparisons by noisy simulated raters. Ties in the rubric
-    are never shown to raters, as they tell a reward model nothing."""
+    """(prompt, chosen, rejected) comparisons of the written candidates by noisy simulated raters."""
     rng = component_rng(world.seed, "raters")
-    per_prompt = world.sizes.pairs_per_prompt
     out = []
     for pp in preference_prompts(world, n_prompts):
-        pairs = [(a, b) for i, a in enumerate(pp.candidates) for b in pp.candidates[i + 1:] if a.score != b.score]
-        for a, b in rng.sample(pairs, min(per_prompt, len(pairs))):
-            if not rater_prefers_first(a.score, b.score, rng):
-                a, b = b, a
-            out.append(PreferencePair(pp.prompt_id, pp.prompt, a.text, b.text, a.score, b.score, pp.meta))
+        out += rate_answers(pp, [(c.text, c.score) for c in pp.candidates], world.sizes.pairs_per_prompt, rng)
+    return out
+
+
+def rate_answers(prompt: PreferencePrompt, answers: Sequence[tuple[str, float]], per_prompt: int,
+                 rng: random.Random, source: str = "written") -> list[PreferencePair]:
+    """Up to ``per_prompt`` comparisons among ``answers`` ((text, rubric score) pairs) to one
+    prompt, each decided by one noisy rater. Pairs the rubric ties, and two copies of one text,
+    are never shown to raters: they tell a reward model nothing."""
+    pairs = [(a, b) for i, a in enumerate(answers) for b in answers[i + 1:] if a[1] != b[1] and a[0] != b[0]]
+    out = []
+    for a, b in rng.sample(pairs, min(per_prompt, len(pairs))):
+        if not rater_prefers_first(a[1], b[1], rng):
+            a, b = b, a
+        out.append(PreferencePair(prompt.prompt_id, prompt.prompt, a[0], b[0], a[1], b[1], prompt.meta, source))
     return out
