@@ -469,7 +469,9 @@ def sampled_pairs(model: nn.Module, tokenizer, prompts: Sequence, *, samples: in
 
     Written answers show the flaws someone thought of; sampled ones show the mistakes this
     model really makes (a wrong name, a request it complies with), which are the answers PPO
-    will write and DPO will move between."""
+    will write and DPO will move between. On the cpu chain they lifted DPO's win rate from
+    51.0 % to 53.4 % (53 to 55 % over three draws of the samples); the reward model's accuracy
+    on the written held-out comparisons went from 82.5 % to 81.9 %."""
     from .rl import evaluate_policy
     from .world import rate_answers
     from .world.facts import component_rng
@@ -495,7 +497,7 @@ def load_sampled_pairs(stage: stages.Stage | None = None) -> list:
         return [PreferencePair(**row) for row in json.loads(path.read_text(encoding="utf-8"))]
     except (ValueError, TypeError) as exc:
         raise stages.StageCorruptError(f"Stage 'reward': {path} does not hold comparisons ({exc}). "
-                                       f"Run notebook 08 again.") from exc
+                                       f"Run {stages.spec('reward').notebook} again to rebuild it.") from exc
 
 
 def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = False, progress: bool = True,

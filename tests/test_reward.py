@@ -198,10 +198,10 @@ def test_sampled_pairs_are_the_models_own_answers_compared_by_raters():
         assert p.chosen_score != p.rejected_score and p.prompt == by_prompt[p.prompt_id].prompt
 
 
-def test_corrupt_sampled_comparisons_say_which_notebook_to_run(tmp_path):
+def test_corrupt_sampled_comparisons_say_which_notebook_to_run():
     fake_sft_tools_stage()
     reward.build_reward_stage(cfg=reward.reward_config(max_steps=1, eval_every=0), progress=False, verbose=False)
     stage = stages.load_stage("reward")
     stage.path(reward.SAMPLED_PAIRS_FILE).write_text('[{"prompt": 1}]', encoding="utf-8")
-    with pytest.raises(stages.StageCorruptError, match="08"):
+    with pytest.raises(stages.StageCorruptError, match="08_human_preferences.ipynb"):
         reward.load_sampled_pairs(stage)

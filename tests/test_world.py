@@ -586,7 +586,7 @@ def test_preferences_follow_the_hidden_rubric(world):
     agree = sum(p.agrees_with_rubric for p in pairs) / len(pairs)
     ceiling = rater_noise_ceiling(pairs)
     assert 0.8 <= ceiling < 1 and 0.7 <= agree <= 1
-    assert all(p.chosen != p.rejected for p in pairs)
+    assert all(p.chosen != p.rejected and p.source == "written" for p in pairs)
 
 
 def test_domain_corpus_is_self_consistent(world, docs):
