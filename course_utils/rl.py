@@ -481,6 +481,8 @@ def dpo_config(**overrides) -> TrainConfig:
     return replace(cfg, **overrides)  # an unknown name is a TypeError, not a silent no-op
 
 
+# How far DPO may move from the reference. On the cpu chain with sampled comparisons: 0.05 won
+# 52.2 % (KL 2.7, more repeated answers), 0.1 53.4 % (KL 1.1), 0.3 53.4 % (KL 0.4).
 DPO_BETA = 0.1
 # Plain DPO only asks that the chosen answer gain on the rejected one; both may lose likelihood
 # together, and the mass goes to answers nobody compared. On a cpu sft_tools it lowered refusals of
