@@ -524,10 +524,11 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     config.seed_everything(cfg.seed)
     backbone = model_from_stage(parent)
     model = RewardModel(backbone, prior=model_from_stage(parent)).to(config.device())
+    world = load_world()
     start = time.perf_counter()
-    sampled = sampled_pairs(model.prior, tokenizer, preference_prompts(load_world()), seed=cfg.seed)
+    sampled = sampled_pairs(model.prior, tokenizer, preference_prompts(world), seed=cfg.seed, world=world)
     sampling_seconds = time.perf_counter() - start
-    data = preference_data(tokenizer, backbone.config.block_size, sampled=sampled)
+    data = preference_data(tokenizer, backbone.config.block_size, world, sampled=sampled)
     # The held-out comparisons are scored at every evaluation: score them under the prior once.
     # Training draws most comparisons about once, so their likelihood is computed as they come.
     start = time.perf_counter()
