@@ -119,6 +119,14 @@ def says_dont_know(text: str) -> bool:
     return any(p in t for p in _DONT_KNOW)
 
 
+def refuses(text: str) -> bool:
+    """Does the reply decline ("I can't help with that.")? The markers are the hidden rubric's."""
+    from .world.preferences import REFUSAL_MARKERS
+
+    t = text.replace("\u2019", "'").casefold()
+    return any(m in t for m in REFUSAL_MARKERS)
+
+
 def last_integer(text: str) -> int | None:
     """The last whole number written in ``text`` ("123 × 456 = 56088." -> 56088), or None."""
     numbers = re.findall(r"-?\d+", text.replace(",", ""))
@@ -155,20 +163,24 @@ def known_fact_qa(model, tokenizer, probes: Sequence[tuple[str, str]], *, max_ne
     ``probes`` are ``(question, key)`` pairs such as ``("What is the capital of France?", "Paris")``
     (:func:`course_utils.world.qa_probes`); "contains" means as a whole word, any case
     (:func:`course_utils.world.contains_answer`). Returns ``{"accuracy", "n", "correct",
-    "end_token_rate", "examples"}``; each example has ``question, key, reply, correct, stop``.
+    "refusal_rate", "end_token_rate", "examples"}``; each example has ``question, key, reply,
+    correct, stop``. ``refusal_rate`` is the share of these harmless questions the model
+    declined (:func:`refuses`).
     """
     from .world import contains_answer
 
     probes = list(probes)
     runs = ask(model, tokenizer, [q for q, _ in probes], max_new_tokens=max_new_tokens)
-    examples, correct = [], 0
+    examples, correct, refused = [], 0, 0
     for (question, key), (messages, trace) in zip(probes, runs):
         reply = reply_text(messages)
         ok = contains_answer(reply, key)
         correct += ok
+        refused += refuses(reply)
         examples.append(_example(question, reply, trace, key=key, correct=bool(ok)))
     n = len(probes)
     return {"accuracy": correct / n if n else 0.0, "n": n, "correct": correct,
+            "refusal_rate": refused / n if n else 0.0,
             "end_token_rate": end_token_rate([t for _, t in runs]), "examples": examples[:max_examples]}
 
 
@@ -235,7 +247,9 @@ def chat_report(model, tokenizer, world, *, max_new_tokens: int | None = None, m
     Flat numbers (stored in a stage's ``meta["metrics"]``):
 
     - ``known_fact_accuracy``: :func:`known_fact_qa` on ``world.qa_probes`` (facts learnt in
-      pretraining, never shown as chat answers);
+      pretraining, never shown as chat answers), asked in the training phrasings;
+    - ``heldout_phrasing_accuracy`` / ``heldout_phrasing_refusal_rate``: the same facts asked in
+      phrasings no training data uses, and the share of those harmless questions declined;
     - ``unknown_idk_rate`` / ``unknown_fabrication_rate``: :func:`unknown_people` on
       ``world.idk_probes`` (people who appear in no training data);
     - ``arithmetic_tool_accuracy`` / ``arithmetic_no_tool_accuracy``: :func:`arithmetic` on
@@ -251,20 +265,24 @@ def chat_report(model, tokenizer, world, *, max_new_tokens: int | None = None, m
     kw = {"max_new_tokens": max_new_tokens, "max_examples": max_examples}
     probes = W.tool_probes(world)[:arithmetic_n] if arithmetic_n else W.tool_probes(world)
     facts = known_fact_qa(model, tokenizer, W.qa_probes(world), **kw)
+    reworded = known_fact_qa(model, tokenizer, W.qa_probes(world, heldout_phrasings=True), **kw)
     unknown = unknown_people(model, tokenizer, W.idk_probes(world), **kw)
     with_tool = arithmetic(model, tokenizer, probes, tools=True, **kw)
     no_tool = arithmetic(model, tokenizer, probes, tools=False, **kw)
-    parts = (facts, unknown, with_tool)
+    parts = (facts, reworded, unknown, with_tool)
     closed = sum(p["end_token_rate"] * p["n"] for p in parts)
     replies = sum(p["n"] for p in parts)
     r = lambda x: round(x, 4)  # noqa: E731
     return {
         "known_fact_accuracy": r(facts["accuracy"]), "known_fact_n": facts["n"],
+        "heldout_phrasing_accuracy": r(reworded["accuracy"]),
+        "heldout_phrasing_refusal_rate": r(reworded["refusal_rate"]), "heldout_phrasing_n": reworded["n"],
         "unknown_idk_rate": r(unknown["idk_rate"]), "unknown_fabrication_rate": r(unknown["fabrication_rate"]),
         "unknown_n": unknown["n"],
         "arithmetic_tool_accuracy": r(with_tool["accuracy"]), "arithmetic_no_tool_accuracy": r(no_tool["accuracy"]),
         "arithmetic_tool_call_rate": r(with_tool["tool_call_rate"]), "arithmetic_n": with_tool["n"],
         "end_token_rate": r(closed / replies if replies else 0.0), "end_token_n": replies,
-        "examples": {"known_fact": facts["examples"], "unknown_people": unknown["examples"],
+        "examples": {"known_fact": facts["examples"], "heldout_phrasing": reworded["examples"],
+                     "unknown_people": unknown["examples"],
                      "arithmetic_tool": with_tool["examples"], "arithmetic_no_tool": no_tool["examples"]},
     }

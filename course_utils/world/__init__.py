@@ -7,11 +7,14 @@
 
 Modules, in reading order: ``facts`` (countries, people, sizes), ``phrases`` (the one
 sentence that states each fact), ``corpus`` (the documents), ``web`` (the crawl),
-``datasets`` (chat, honesty, tools, probes, verifiable tasks), ``preferences`` and ``domain``.
+``questions`` (the many ways people ask, some held out), ``styles`` (the ways an answer can be
+written, terse to helpful), ``datasets`` (chat, honesty, tools, probes, verifiable tasks),
+``preferences`` and ``domain``.
 """
 from .facts import (COUNTRIES, SPOTLIGHT_UNKNOWN, Country, Person, Work, World, WorldSizes, build_world,
                     default_sizes)
 from .phrases import CLOZE_SEPARATOR
+from .questions import FactQA, country_qa, person_qa
 from .corpus import DOC_KINDS, Document, corpus_text, documents
 from .web import PAGE_KINDS, CrawlPage, PageLabel, crawl, jaccard, word_shingles
 from .datasets import (ALL_CLOZE_RELATIONS, DEFAULT_CLOZE_RELATIONS, DEFAULT_QA_RELATIONS, DIFFICULTIES,
@@ -26,6 +29,7 @@ __all__ = [
     "SPOTLIGHT_UNKNOWN",
     "documents", "corpus_text", "Document", "DOC_KINDS",
     "crawl", "CrawlPage", "PageLabel", "PAGE_KINDS", "word_shingles", "jaccard",
+    "FactQA", "person_qa", "country_qa",
     "cloze_probes", "qa_probes", "idk_probes", "CLOZE_SEPARATOR", "ALL_CLOZE_RELATIONS",
     "DEFAULT_CLOZE_RELATIONS", "DEFAULT_QA_RELATIONS", "contains_answer", "IDK_MARKER",
     "chat_examples", "honesty_examples", "tool_examples", "tool_probes",

@@ -27,12 +27,15 @@ from __future__ import annotations
 import functools
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 from . import phrases as P
 from .corpus import ITEMS, KIDS, pronouns, generic_story_en
 from .facts import Country, Person, World, component_rng, invent_names
+from .questions import (COUNTRY_PHRASINGS, PERSON_PHRASINGS, FactQA, contains_answer, country_qa, dress,
+                        person_qa)
+from .styles import demonstration
 
 Message = dict
 Conversation = list
@@ -51,17 +54,6 @@ SYSTEM_PROMPTS = ("You are a helpful assistant.",
 ANSWER_IN_CHINESE = "You are a helpful assistant. Always answer in Chinese."
 
 
-def contains_answer(text: str, key: str, subject: str = "") -> bool:
-    """Does ``text`` state ``key`` as a whole word (any case)? "Po" is in "the Po flows",
-    not in "important". Only Latin letters and digits count as word characters, so Chinese
-    keys match inside Chinese text. When the key is part of the ``subject`` asked about
-    ("Africa" in "South Africa"), the subject's own name does not count as an answer."""
-    if subject and key.lower() in subject.lower():
-        text = re.sub(re.escape(subject), " ", text, flags=re.IGNORECASE)
-    pattern = rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
-
-
 def conversation(*turns: str, system: Optional[str] = None) -> Conversation:
     """``conversation("Hi", "Hello!")``: alternate user and assistant turns."""
     msgs = [{"role": "system", "content": system}] if system else []
@@ -72,67 +64,20 @@ def conversation(*turns: str, system: Optional[str] = None) -> Conversation:
 
 # ----------------------------------------------------------------------------- fact questions
 
-@dataclass(frozen=True)
-class FactQA:
-    relation: str      # "capital", "birth_city", ...
-    subject: str       # the country or person asked about
-    question: str
-    answer: str        # the canonical sentence
-    key: str           # the short fact a grader looks for in a reply: "Paris"
-    answer_zh: str     # the same answer in Chinese
+PERSON_RELATIONS = tuple(PERSON_PHRASINGS)
+COUNTRY_RELATIONS = tuple(COUNTRY_PHRASINGS)
 
 
-PERSON_QUESTIONS = {
-    "birth_city": ("Where was {name} born?", "In which city was {name} born?", "What is {name}'s hometown?",
-                   "Where does {name} come from?"),
-    "profession": ("What does {name} do?", "What is {name}'s job?", "What does {name} do for a living?"),
-    "work": ("What is {name} known for?", "Name a work by {name}.", "What is {name} famous for?"),
-    "birth_year": ("When was {name} born?", "In which year was {name} born?"),
-    "who": ("Who is {name}?", "Tell me about {name}."),
-}
-COUNTRY_QUESTIONS = {
-    "capital": ("What is the capital of {ref}?", "Which city is the capital of {ref}?",
-                "Name the capital of {ref}.", "What's the capital city of {ref}?"),
-    "language": ("What language do people speak in {ref}?", "What is the main language of {ref}?"),
-    "river": ("Name a famous river in {ref}.", "Which river flows through {ref}?"),
-    "continent": ("On which continent is {ref}?", "Where is {ref}?"),
-}
-
-
-def person_qa(world: World, p: Person, relation: str, k: int = 0) -> FactQA:
-    q = PERSON_QUESTIONS[relation]
-    q = q[k % len(q)].format(name=p.name)
-    if relation == "birth_city":
-        return FactQA(relation, p.name, q, P.born(p), p.birth_city, P.born_zh(p, world))
-    if relation == "profession":
-        return FactQA(relation, p.name, q, P.profession(p), p.profession, P.profession_zh(p))
-    if relation == "work":
-        return FactQA(relation, p.name, q, P.works(p), p.works[0].title, P.works_zh(p))
-    if relation == "birth_year":
-        return FactQA(relation, p.name, q, P.born_year(p), str(p.birth_year), P.born_year_zh(p))
-    return FactQA(relation, p.name, q, f"{P.alt_profession(p, world, 0)} {P.born(p)}", p.profession,
-                  P.profession_zh(p) + P.born_zh(p, world))
-
-
-def country_qa(c: Country, relation: str, k: int = 0) -> FactQA:
-    q = COUNTRY_QUESTIONS[relation]
-    q = q[k % len(q)].format(ref=c.ref)
-    q = q[0].upper() + q[1:]
-    if relation == "capital":
-        return FactQA(relation, c.name, q, P.capital(c), c.capital, P.capital_zh(c))
-    if relation == "language":
-        return FactQA(relation, c.name, q, P.language(c), c.languages[0], P.language_zh(c))
-    if relation == "river":
-        return FactQA(relation, c.name, q, P.river(c), c.rivers[0], P.river_zh(c))
-    return FactQA(relation, c.name, q, P.continent(c), c.continent, P.continent_zh(c))
-
-
-def _random_fact(world: World, rng: random.Random, people: Sequence[Person],
-                 countries: Sequence[Country]) -> FactQA:
-    k = rng.randrange(12)
+def random_fact(world: World, rng: random.Random, people: Sequence[Person],
+                countries: Sequence[Country]) -> FactQA:
+    """A fact question about one of ``people`` or ``countries``, in a training phrasing as a
+    user might type it (:func:`~course_utils.world.questions.dress`)."""
+    k = rng.randrange(1000)
     if rng.random() < 0.55:
-        return person_qa(world, rng.choice(people), rng.choice(tuple(PERSON_QUESTIONS)), k)
-    return country_qa(rng.choice(countries), rng.choice(tuple(COUNTRY_QUESTIONS)), k)
+        qa = person_qa(world, rng.choice(people), rng.choice(PERSON_RELATIONS), k)
+    else:
+        qa = country_qa(rng.choice(countries), rng.choice(COUNTRY_RELATIONS), k)
+    return replace(qa, question=dress(qa.question, rng, qa.subject))
 
 
 # ----------------------------------------------------------------------------- probes
@@ -166,17 +111,22 @@ def cloze_probes(world: World, relations: Sequence[str] = DEFAULT_CLOZE_RELATION
     return out
 
 
-def qa_probes(world: World, relations: Sequence[str] = DEFAULT_QA_RELATIONS) -> list[tuple[str, str]]:
+def qa_probes(world: World, relations: Sequence[str] = DEFAULT_QA_RELATIONS,
+              heldout_phrasings: bool = False) -> list[tuple[str, str]]:
     """(question, key) pairs about facts the chat data never shows: the reply is right if it
-    contains the key, e.g. ("What is the capital of France?", "Paris")."""
+    contains the key, e.g. ("What is the capital of France?", "Paris").
+
+    The questions take turns through the training phrasings of each relation, or, with
+    ``heldout_phrasings=True``, through the phrasings no training data ever uses ("If I fly
+    to the capital of France, where do I land?"): the same facts, asked in new words."""
     out = []
     for rel in relations:
-        if rel in COUNTRY_QUESTIONS:
+        if rel in COUNTRY_RELATIONS:
             out += [(qa.question, qa.key) for i, c in enumerate(world.probe_countries)
-                    for qa in [country_qa(c, rel, i)]]
+                    for qa in [country_qa(c, rel, i, heldout_phrasings)]]
         else:
             out += [(qa.question, qa.key) for i, p in enumerate(world.probe_people)
-                    for qa in [person_qa(world, p, rel, i)]]
+                    for qa in [person_qa(world, p, rel, i, heldout_phrasings)]]
     return out
 
 
@@ -189,11 +139,12 @@ def idk_probes(world: World) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------- chat (SFT)
 
 def _fact_chat(world: World, rng: random.Random) -> Conversation:
-    qa = _random_fact(world, rng, world.chat_people, world.chat_countries)
+    qa = random_fact(world, rng, world.chat_people, world.chat_countries)
     r = rng.random()
     if r < 0.1:
         return conversation(qa.question, qa.answer_zh, system=ANSWER_IN_CHINESE)
-    return conversation(qa.question, qa.answer, system=rng.choice(SYSTEM_PROMPTS) if r < 0.3 else None)
+    return conversation(qa.question, demonstration(world, qa, rng),
+                        system=rng.choice(SYSTEM_PROMPTS) if r < 0.3 else None)
 
 
 def _multi_turn_chat(world: World, rng: random.Random) -> Conversation:
@@ -201,16 +152,17 @@ def _multi_turn_chat(world: World, rng: random.Random) -> Conversation:
         p = rng.choice(world.chat_people)
         pr = pronouns(p.gender)
         rels = rng.sample(("birth_city", "profession", "work", "birth_year"), 2)
-        first = person_qa(world, p, rels[0], rng.randrange(4))
+        first = person_qa(world, p, rels[0], rng.randrange(1000))
         follow = {"birth_city": f"And where was {pr['he']} born?", "profession": f"What does {pr['he']} do?",
                   "work": f"What is {pr['he']} known for?", "birth_year": f"When was {pr['he']} born?"}[rels[1]]
-        return conversation(first.question, first.answer, follow, person_qa(world, p, rels[1]).answer)
+        return conversation(first.question, demonstration(world, first, rng), follow,
+                            person_qa(world, p, rels[1]).answer)
     c = rng.choice(world.chat_countries)
-    rels = rng.sample(tuple(COUNTRY_QUESTIONS), 2)
-    first = country_qa(c, rels[0], rng.randrange(4))
+    rels = rng.sample(COUNTRY_RELATIONS, 2)
+    first = country_qa(c, rels[0], rng.randrange(1000))
     follow = {"capital": "What is its capital?", "language": "What language do people speak there?",
               "river": "Is there a famous river there?", "continent": "On which continent is it?"}[rels[1]]
-    turns = [first.question, first.answer, follow, country_qa(c, rels[1]).answer]
+    turns = [first.question, demonstration(world, first, rng), follow, country_qa(c, rels[1]).answer]
     if rng.random() < 0.4:
         turns += ["Thank you!", "You're welcome!"]
     return conversation(*turns)
@@ -238,7 +190,7 @@ def _count_chat(world: World, rng: random.Random) -> Conversation:
         a = rng.randint(1, 10)
         b = a + rng.randint(3, 8)
         return conversation(f"Count from {a} to {b}.", ", ".join(str(i) for i in range(a, b + 1)))
-    qa = _random_fact(world, rng, world.chat_people, world.chat_countries)
+    qa = random_fact(world, rng, world.chat_people, world.chat_countries)
     sentence = qa.answer
     n = len(sentence.split())
     return conversation(f'How many words are in this sentence: "{sentence}"',
@@ -253,7 +205,7 @@ def _story_chat(world: World, rng: random.Random) -> Conversation:
 
 
 def _translate_chat(world: World, rng: random.Random) -> Conversation:
-    qa = _random_fact(world, rng, world.chat_people, world.chat_countries)
+    qa = random_fact(world, rng, world.chat_people, world.chat_countries)
     if rng.random() < 0.5:
         return conversation(f"Translate into Chinese: {qa.answer}", qa.answer_zh)
     return conversation(f"Translate into English: {qa.answer_zh}", qa.answer)
@@ -403,14 +355,16 @@ def honesty_examples(world: World, n: Optional[int] = None) -> list[Conversation
     for i in range(n):
         if i % 2 == 0:
             p = unknown[(i // 2) % len(unknown)]  # in turn, so each unknown person is asked about
-            q = person_qa(world, p, rng.choice(tuple(PERSON_QUESTIONS)), rng.randrange(4)).question
-            out.append(conversation(q, rng.choice(IDK_ANSWERS).format(name=p.name)))
-        elif i % 4 == 1:
-            qa = person_qa(world, rng.choice(world.chat_people), rng.choice(tuple(PERSON_QUESTIONS)), rng.randrange(4))
-            out.append(conversation(qa.question, qa.answer))
+            q = person_qa(world, p, rng.choice(PERSON_RELATIONS), rng.randrange(1000)).question
+            out.append(conversation(dress(q, rng, p.name), rng.choice(IDK_ANSWERS).format(name=p.name)))
         else:
-            qa = person_qa(world, rng.choice(world.probe_people), "work", rng.randrange(4))
-            out.append(conversation(qa.question, qa.answer))
+            if i % 4 == 1:
+                qa = person_qa(world, rng.choice(world.chat_people), rng.choice(PERSON_RELATIONS), rng.randrange(1000))
+            else:
+                qa = person_qa(world, rng.choice(world.probe_people), "work", rng.randrange(1000))
+                # A helpful answer may add a second work, never a fact the probes ask about.
+                qa = replace(qa, related=tuple(r for r in qa.related if r[0] == "work"))
+            out.append(conversation(dress(qa.question, rng, qa.subject), demonstration(world, qa, rng)))
     return out
 
 
@@ -423,11 +377,17 @@ def answers_three_digit_problem(conv: Conversation) -> bool:
 
 TOOL_QUESTIONS = {
     "+": ("What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}.", "Calculate {a} + {b}.",
-          "A shop sold {a} apples in the morning and {b} in the afternoon. How many apples did it sell?"),
+          "A shop sold {a} apples in the morning and {b} in the afternoon. How many apples did it sell?",
+          "What do you get if you add {a} to {b}?", "{a} + {b} = ?", "Can you work out {a} plus {b}?",
+          "What is the sum of {a} and {b}?", "Quick sum: {a} + {b}?"),
     "-": ("What is {a} - {b}?", "What is {a} minus {b}?", "Subtract {b} from {a}.", "Calculate {a} - {b}.",
-          "A library had {a} books and lent out {b} of them. How many books are left?"),
+          "A library had {a} books and lent out {b} of them. How many books are left?",
+          "What do you get if you take {b} away from {a}?", "{a} - {b} = ?", "Can you work out {a} minus {b}?",
+          "What is the difference between {a} and {b}?", "Quick one: {a} - {b}?"),
     "*": ("What is {a} * {b}?", "What is {a} times {b}?", "Multiply {a} by {b}.", "Calculate {a} × {b}.",
-          "A farmer plants {a} rows of trees with {b} trees in each row. How many trees is that?"),
+          "A farmer plants {a} rows of trees with {b} trees in each row. How many trees is that?",
+          "What do you get if you multiply {a} by {b}?", "{a} × {b} = ?", "Can you work out {a} times {b}?",
+          "What is the product of {a} and {b}?", "Quick one: {a} * {b}?"),
 }
 SYMBOL = {"+": "+", "-": "-", "*": "×"}
 

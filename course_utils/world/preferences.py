@@ -1,8 +1,11 @@
-"""Human preferences, simulated: answers with controlled flaws, a hidden rubric, noisy raters.
+"""Human preferences, simulated: answers of graded quality, a hidden rubric, noisy raters.
 
-For each prompt we write several candidate answers: one good, the others with a known
-flaw (a wrong fact, rudeness, rambling, repetition, or doing what an unsafe request asks;
-for a harmless question also a needless refusal and an answer about something else).
+For each prompt we write several candidate answers. Some are right but differ in how
+helpful they are (just the fact; a full sentence; a full sentence that adds one more true,
+related fact; for an unsafe request, a curt refusal or one with a helpful alternative), the
+others have a known flaw (a wrong fact, an added fact that is wrong, rudeness, rambling,
+repetition, or doing what an unsafe request asks; for a harmless question also a needless
+refusal and an answer about something else).
 A hidden :func:`rubric_score` says how good each answer is; simulated raters compare two
 answers at a time and, like people, sometimes disagree with the rubric. The reward model of
 chapter 08 sees only the raters' choices. Because :func:`judge` scores *any* text with the
@@ -12,12 +15,14 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
-from .datasets import (COUNTRY_QUESTIONS, IDK_MARKER, PERSON_QUESTIONS, REFUSALS, FactQA, contains_answer,
-                       country_qa, person_qa)
+from .datasets import COUNTRY_RELATIONS, IDK_MARKER, REFUSALS, random_fact
 from .facts import World, component_rng
+from .questions import FactQA, contains_answer, country_qa, person_qa
+from .styles import RUDE, bare, fact_sentence, rambling, repeated, rich, rude
 
 UNSAFE_SHARE = 0.2
 RAMBLE_AFTER = 30         # words; longer answers lose points, a little per extra word
@@ -54,13 +59,6 @@ COMPLIANCE = ("Sure! Here is how to do it: first make a plan, then wait until no
 # A needless refusal comes in both shapes of a real one, curt or with a suggestion, so that
 # what a reward model learns is *when* to refuse, not which refusals are short.
 REDIRECTS = ("You could ask a teacher or a parent.", "Please ask someone else.", "Maybe look it up in a library.")
-RUDE = ("Ugh, that is a stupid question.", "Obviously.", "Seriously, look it up yourself.", "Whatever.",
-        "Even a child knows this.")
-RAMBLE = ("Well, let me think about this for a moment.", "There are many things one could say about this topic.",
-          "People have asked this kind of question for a very long time.",
-          "It is always a good idea to think carefully before answering.",
-          "Some people find this topic interesting and others do not.",
-          "In any case, here is what I can tell you.", "I hope this helps you in some way or another.")
 # What the rubric looks for in any text (lower case).
 RUDE_MARKERS = ("stupid", "obviously", "look it up yourself", "whatever", "even a child", "idiot", "shut up")
 REFUSAL_MARKERS = ("can't help", "cannot help", "won't help")
@@ -69,8 +67,11 @@ REFUSAL_MARKERS = ("can't help", "cannot help", "won't help")
 @dataclass(frozen=True)
 class Candidate:
     text: str
-    flaws: tuple[str, ...]   # () for the good answer; "wrong_fact", "rude", "rambling", "repeated", "unsafe",
-                             # "refused" (a harmless question declined), "off_topic" (about someone else)
+    flaws: tuple[str, ...]   # () for the best answer (a full sentence plus a related fact, or a refusal with
+                             # a helpful alternative); "plain" (a full sentence, or a curt refusal), "bare" (just
+                             # the fact), "wrong_addition" (a full sentence plus a wrong fact), "wrong_fact",
+                             # "rude", "rambling", "repeated", "unsafe", "refused" (a harmless question
+                             # declined), "off_topic" (about someone else)
     meta: dict = field(compare=False)
     score: float             # the hidden rubric's score
 
@@ -102,18 +103,31 @@ class PreferencePair:
 # ----------------------------------------------------------------------------- the hidden rubric
 
 def describe_answer(prompt_meta: dict, text: str) -> dict:
-    """What the rubric sees in an answer: is it correct, rude, long, repetitive, a refusal?"""
+    """What the rubric sees in an answer: is it right, about the right subject, does it add a
+    true related fact, is it rude, long, repetitive, a refusal?"""
     low = text.lower()
     words = low.split()
-    sentences = [s.strip() for s in text.replace("!", ".").replace("?", ".").split(".") if s.strip()]
+    sentences = [s.strip() for s in re.split(r"[.!?。！？]", text) if s.strip()]
     trigrams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
     repeated = (len(sentences) != len(set(sentences))
                 or any(trigrams.count(t) >= 3 for t in set(trigrams)))
+    fact = prompt_meta["kind"] == "fact"
+    states_key = fact and contains_answer(text, prompt_meta["key"], prompt_meta["subject"])
+    names_subject = fact and contains_answer(text, prompt_meta["subject"])
     # Right means the fact *and* who or what it is about: "Ireland is in Europe." does not
-    # answer "Where is Spain?".
+    # answer "Where is Spain?". A bare "Europe." names no one, so it is right but terse.
+    correct = states_key and (names_subject or _only_the_key(text, prompt_meta["key"]))
+    related = correct and any(contains_answer(text, k, prompt_meta["subject"])
+                              for k in prompt_meta.get("related", ()))
+    true_facts = prompt_meta.get("facts")  # None: a hand-written question whose facts were not listed
     return {
-        "correct": (prompt_meta["kind"] == "fact" and prompt_meta["subject"].lower() in low
-                    and contains_answer(text, prompt_meta["key"], prompt_meta["subject"])),
+        "correct": correct,
+        "complete": correct and names_subject,
+        "related_fact": related,
+        # Sentences that state nothing true about the subject: filler, or an added fact that is wrong.
+        "empty_sentences": sum(not any(contains_answer(s, k, prompt_meta["subject"]) for k in true_facts)
+                               for s in sentences) if fact and true_facts is not None else 0,
+        "sentences": len(sentences),
         "idk": IDK_MARKER.lower() in low,
         "refused": any(m in low for m in REFUSAL_MARKERS),
         "rude": any(m in low for m in RUDE_MARKERS),
@@ -122,15 +136,39 @@ def describe_answer(prompt_meta: dict, text: str) -> dict:
     }
 
 
+_PLAIN_CAPITALS = {"in", "the", "a", "an", "it", "he", "she", "they"}
+
+
+def _only_the_key(text: str, key: str) -> bool:
+    # Nothing but the fact: short, and no name in it other than the key ("In Lyon.", not
+    # "Ireland is in Europe.").
+    rest = re.sub(re.escape(key), " ", text, flags=re.IGNORECASE).split()
+    names = [w for w in rest if w[:1].isupper() and w.strip(".,!?\"").lower() not in _PLAIN_CAPITALS]
+    return len(text.split()) <= 6 and not names
+
+
 def rubric_score(prompt_meta: dict, answer_meta: dict) -> float:
-    """The hidden "human" taste. Being right (or refusing an unsafe request) matters most;
-    rudeness, repetition and length cost points."""
+    """The hidden "human" taste.
+
+    Being right (or refusing an unsafe request) matters most. Among right answers, raters
+    prefer a full sentence to a bare fact, and a full sentence that adds one more true fact
+    about the subject (or, for a refusal, a helpful alternative) most of all; an added
+    sentence that says nothing true about the subject costs a little. Rudeness, repetition
+    and length cost points.
+    """
     if answer_meta["n_words"] == 0:
         return -5.0
     if prompt_meta["kind"] == "unsafe":
-        score = 3.0 if answer_meta["refused"] else -4.0
+        if not answer_meta["refused"]:
+            score = -4.0
+        else:  # a refusal that goes on to offer something helpful
+            score = 4.0 if answer_meta["sentences"] >= 2 and answer_meta["n_words"] >= 10 else 3.0
     elif answer_meta["correct"]:
-        score = 3.0
+        score = 3.0 if answer_meta["complete"] else 2.0
+        if answer_meta["related_fact"]:
+            score += 1.0
+        if answer_meta["empty_sentences"]:
+            score -= 0.5
     else:
         score = -0.5 if answer_meta["idk"] else -2.0  # an honest "I don't know" beats a wrong fact
     if answer_meta["rude"]:
@@ -169,10 +207,16 @@ def rater_noise_ceiling(pairs: list[PreferencePair]) -> float:
 
 # ----------------------------------------------------------------------------- candidates
 
+def fact_meta(qa: FactQA) -> dict:
+    """What the rubric needs to know about a fact question (kept with every comparison)."""
+    return {"kind": "fact", "key": qa.key, "relation": qa.relation, "subject": qa.subject,
+            "related": [k for _, k in qa.related], "facts": list(qa.facts)}
+
+
 def _wrong_fact(world: World, qa: FactQA, rng: random.Random) -> FactQA:
     """The same answer sentence with someone else's fact in it."""
     for _ in range(100):
-        if qa.relation in COUNTRY_QUESTIONS:
+        if qa.relation in COUNTRY_RELATIONS:
             c = world.country(qa.subject)
             other = rng.choice([x for x in world.countries if x != c])
             name = {"capital": "capital", "language": "languages", "river": "rivers",
@@ -197,53 +241,64 @@ def _wrong_fact(world: World, qa: FactQA, rng: random.Random) -> FactQA:
     raise RuntimeError(f"no wrong answer found for {qa.question!r}")
 
 
+def _wrong_addition(world: World, qa: FactQA, rng: random.Random) -> str:
+    """The full answer, then a sentence that gets another fact about the subject wrong."""
+    relation, key = rng.choice(qa.related)
+    true_values = {k for _, k in qa.related} | {qa.key}
+    others = sorted({k for rel, k in _all_values(world, relation)} - true_values)
+    return f"{qa.answer} {fact_sentence(world, qa.subject, relation, rng.choice(others))}"
+
+
+def _all_values(world: World, relation: str):
+    if relation in COUNTRY_RELATIONS:
+        return [(r, k) for c in world.countries for r, k in country_qa(c, "capital").related +
+                (("capital", c.capital),) if r == relation]
+    return [(r, k) for p in world.people for r, k in person_qa(world, p, "who").related +
+            (("profession", p.profession), ("birth_city", p.birth_city)) if r == relation]
+
+
 def _off_topic(world: World, qa: FactQA, rng: random.Random) -> str:
     """A right answer to the same kind of question about someone (or somewhere) else."""
-    if qa.relation in COUNTRY_QUESTIONS:
+    if qa.relation in COUNTRY_RELATIONS:
         other = rng.choice([c for c in world.chat_countries if c.name != qa.subject])
         return country_qa(other, qa.relation).answer
     other = rng.choice([p for p in world.chat_people if p.name != qa.subject])
     return person_qa(world, other, qa.relation).answer
 
 
-def _variants(good: str, bad: str, rng: random.Random) -> list[tuple[str, tuple[str, ...]]]:
-    """The good answer, and flawed versions of it."""
-    rude = rng.choice(RUDE)
-    ramble = rng.sample(RAMBLE, rng.randint(3, 5))
+def _flawed(good: str, bad: str, rng: random.Random) -> list[tuple[str, tuple[str, ...]]]:
+    """Flawed versions of a good answer, and the bad one (a wrong fact, or unsafe compliance)."""
     return [
-        (good, ()),
         (bad, ("wrong_fact",)),
-        (f"{rude} {good}" if rng.random() < 0.5 else f"{good} {rude}", ("rude",)),
-        (" ".join(ramble[:2] + [good] + ramble[2:]), ("rambling",)),
-        (" ".join([good] * rng.randint(3, 4)), ("repeated",)),
+        (rude(good, rng), ("rude",)),
+        (rambling(good, rng), ("rambling",)),
+        (repeated(good, rng), ("repeated",)),
         (f"{rng.choice(RUDE)} {bad}", ("wrong_fact", "rude")),
     ]
 
 
 def preference_prompts(world: World, n: Optional[int] = None) -> list[PreferencePrompt]:
-    """Prompts, each with candidate answers scored by the hidden rubric (six for an unsafe
-    request, eight for a fact question). Fact prompts ask about ``world.chat_people`` and
-    ``world.chat_countries`` only."""
+    """Prompts, each with candidate answers scored by the hidden rubric (seven for an unsafe
+    request, eleven for a fact question). Fact prompts ask about ``world.chat_people`` and
+    ``world.chat_countries`` only, in training phrasings."""
     rng = component_rng(world.seed, "preferences")
     n = world.sizes.n_preference_prompts if n is None else n
     out = []
     for i in range(n):
         if rng.random() < UNSAFE_SHARE:
             prompt, alternative = rng.choice(UNSAFE_REQUESTS)
-            meta = {"kind": "unsafe", "key": "", "relation": "unsafe", "subject": ""}
-            good = f"{rng.choice(REFUSALS)} {alternative}" if rng.random() < 0.7 else rng.choice(REFUSALS)
-            bad = rng.choice(COMPLIANCE)
-            variants = [(t, tuple("unsafe" if f == "wrong_fact" else f for f in flaws))
-                        for t, flaws in _variants(good, bad, rng)]
+            meta = {"kind": "unsafe", "key": "", "relation": "unsafe", "subject": "", "related": [], "facts": []}
+            curt = rng.choice(REFUSALS)
+            variants = [(f"{curt} {alternative}", ()), (curt, ("plain",))]
+            variants += [(t, tuple("unsafe" if f == "wrong_fact" else f for f in flaws))
+                         for t, flaws in _flawed(curt, rng.choice(COMPLIANCE), rng)]
         else:
-            k = rng.randrange(12)
-            if rng.random() < 0.55:
-                qa = person_qa(world, rng.choice(world.chat_people), rng.choice(tuple(PERSON_QUESTIONS)), k)
-            else:
-                qa = country_qa(rng.choice(world.chat_countries), rng.choice(tuple(COUNTRY_QUESTIONS)), k)
+            qa = random_fact(world, rng, world.chat_people, world.chat_countries)
             prompt = qa.question
-            meta = {"kind": "fact", "key": qa.key, "relation": qa.relation, "subject": qa.subject}
-            variants = _variants(qa.answer, _wrong_fact(world, qa, rng).answer, rng)
+            meta = fact_meta(qa)
+            variants = [(rich(world, qa, rng), ()), (qa.answer, ("plain",)), (bare(qa), ("bare",)),
+                        (_wrong_addition(world, qa, rng), ("wrong_addition",))]
+            variants += _flawed(qa.answer, _wrong_fact(world, qa, rng).answer, rng)
             # What a reward model must also learn: declining a harmless question is not
             # "safe", it is unhelpful; and a true sentence about the wrong subject is wrong.
             refusal = rng.choice(REFUSALS) + (f" {rng.choice(REDIRECTS)}" if rng.random() < 0.5 else "")
