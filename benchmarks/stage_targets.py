@@ -17,17 +17,25 @@ TARGETS = (
     ("base", "cloze fact recall, top-1", "cloze_top1", ">=", 0.80),
     ("sft", "known-fact questions answered", "known_fact_accuracy", ">=", 0.80),
     ("sft", "turns closed with <|im_end|>", "end_token_rate", ">=", 0.99),
+    ("sft", "held-out phrasings: accuracy relative to training phrasings", "heldout_phrasing_ratio", ">=", 0.85),
+    ("sft", "held-out phrasings: harmless questions refused", "heldout_phrasing_refusal_rate", "<=", 0.02),
     ("sft_tools", "'I don't know' on unknown people", "unknown_idk_rate", ">=", 0.90),
     ("sft_tools", "known-fact drop from sft (points)", "known_fact_drop", "<=", 5.0),
     ("sft_tools", "3-digit arithmetic with the calculator", "arithmetic_tool_accuracy", ">=", 0.95),
     ("reward", "held-out pairwise accuracy", "accuracy", ">=", 0.85),
-    ("rlhf", "win rate vs sft_tools (hidden rubric)", "win_rate", ">=", 0.65),
-    ("dpo", "win rate vs sft_tools (hidden rubric)", "win_rate", ">=", 0.60),
+    ("rlhf", "win-rate ceiling at temperature 1", "win_rate_ceiling", ">=", 0.85),
+    ("rlhf", "win rate vs sft_tools at temperature 1 (hidden rubric)", "win_rate", ">=", 0.65),
+    ("rlhf", "win rate vs sft_tools, all greedy", "greedy_win_rate", ">", 0.5),
+    ("dpo", "win rate vs sft_tools at temperature 1 (hidden rubric)", "win_rate", ">=", 0.60),
+    ("dpo", "win rate vs sft_tools, all greedy", "greedy_win_rate", ">", 0.5),
 )
 # Reported beside the targets: what a number means depends on these.
-CONTEXT = {"reward": ("noise_ceiling", "rubric_agreement"),
-           "rlhf": ("eval_kl", "wins", "ties", "losses", "win_rate_ceiling"),
-           "dpo": ("eval_kl", "wins", "ties", "losses", "win_rate_ceiling")}
+CONTEXT = {"sft": ("known_fact_accuracy", "heldout_phrasing_accuracy"),
+           "reward": ("noise_ceiling", "rubric_agreement"),
+           "rlhf": ("eval_kl", "wins", "ties", "losses", "greedy_wins", "greedy_ties", "greedy_losses",
+                    "greedy_win_rate_ceiling"),
+           "dpo": ("eval_kl", "wins", "ties", "losses", "win_rate_ceiling", "greedy_wins", "greedy_ties",
+                   "greedy_losses", "greedy_win_rate_ceiling")}
 
 
 def compare(metrics: dict[str, dict]) -> dict:
@@ -35,7 +43,7 @@ def compare(metrics: dict[str, dict]) -> dict:
     out = {}
     for stage, measure, key, op, target in TARGETS:
         value = metrics[stage][key]
-        met = value >= target if op == ">=" else value <= target
+        met = {">=": value >= target, ">": value > target, "<=": value <= target}[op]
         row = out.setdefault(stage, {"measures": []})
         row["measures"].append({"measure": measure, "value": value, "target": f"{op} {target}", "met": bool(met)})
     for stage, keys in CONTEXT.items():

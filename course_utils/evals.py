@@ -276,6 +276,8 @@ def chat_report(model, tokenizer, world, *, max_new_tokens: int | None = None, m
     return {
         "known_fact_accuracy": r(facts["accuracy"]), "known_fact_n": facts["n"],
         "heldout_phrasing_accuracy": r(reworded["accuracy"]),
+        # How much of what the model answers survives new wording (1.0 = all of it).
+        "heldout_phrasing_ratio": r(reworded["accuracy"] / facts["accuracy"]) if facts["accuracy"] else 0.0,
         "heldout_phrasing_refusal_rate": r(reworded["refusal_rate"]), "heldout_phrasing_n": reworded["n"],
         "unknown_idk_rate": r(unknown["idk_rate"]), "unknown_fabrication_rate": r(unknown["fabrication_rate"]),
         "unknown_n": unknown["n"],

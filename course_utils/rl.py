@@ -612,10 +612,53 @@ def win_rate_by_kind(candidate: PolicyEval, baseline: PolicyEval) -> dict[str, d
 
 # ----------------------------------------------------------------------------- the stages
 
-def eval_settings() -> dict:
-    """How the chapter judges a policy: answers per held-out prompt, temperature, length."""
+def eval_settings(greedy: bool = False) -> dict:
+    """How the chapter judges a policy: answers per held-out prompt, temperature, length.
+
+    Every model is compared with ``sft_tools`` decoding the same way: sampled at temperature 1
+    (the policy exactly as RL trains it), and, with ``greedy=True``, one answer each at
+    temperature 0 (each model's single most likely answer)."""
+    if greedy:
+        return {"samples": 1, "temperature": 0.0, "max_new_tokens": ppo_config().max_new_tokens, "seed": 0}
     return {"samples": config.pick(ci=1, cpu=2, gpu=4), "temperature": 1.0,
             "max_new_tokens": ppo_config().max_new_tokens, "seed": 0}
+
+
+@dataclass
+class Judged:
+    """A model's graded answers to the held-out prompts, sampled and greedy, beside ``sft_tools``' own."""
+
+    sampled: PolicyEval
+    greedy: PolicyEval
+    baseline: PolicyEval
+    greedy_baseline: PolicyEval
+
+    def metrics(self) -> dict:
+        """Wins, ties, losses and the win rate against ``sft_tools`` at each decoding, with the
+        ceiling (a perfect model's win rate) beside each."""
+        greedy = win_rate(self.greedy, self.greedy_baseline)
+        return {**win_rate(self.sampled, self.baseline), "win_rate_ceiling": win_rate_ceiling(self.baseline)["win_rate"],
+                "greedy_win_rate": greedy["win_rate"], "greedy_wins": greedy["wins"], "greedy_ties": greedy["ties"],
+                "greedy_losses": greedy["losses"], "greedy_n": greedy["n"],
+                "greedy_win_rate_ceiling": win_rate_ceiling(self.greedy_baseline)["win_rate"],
+                **{f"eval_{k}": v for k, v in self.sampled.summary().items() if k != "model"},
+                "baseline_rubric_mean": self.baseline.summary()["rubric_mean"]}
+
+
+def judge_policy(model: nn.Module, tokenizer, prompts: Sequence, *, name: str, reference: nn.Module,
+                 baseline: PolicyEval | None = None, greedy_baseline: PolicyEval | None = None,
+                 reward_fn: RewardFn | None = None) -> Judged:
+    """Evaluate ``model`` and ``reference`` (``sft_tools``) on ``prompts``, sampled and greedy;
+    baselines already computed are reused."""
+    sampled = evaluate_policy(model, tokenizer, prompts, name=name, reference=reference, reward_fn=reward_fn,
+                              **eval_settings())
+    greedy = evaluate_policy(model, tokenizer, prompts, name=f"{name}, greedy", reference=reference,
+                             **eval_settings(greedy=True))
+    baseline = baseline or evaluate_policy(reference, tokenizer, prompts, name="sft_tools", reward_fn=reward_fn,
+                                           **eval_settings())
+    greedy_baseline = greedy_baseline or evaluate_policy(reference, tokenizer, prompts, name="sft_tools, greedy",
+                                                         **eval_settings(greedy=True))
+    return Judged(sampled, greedy, baseline, greedy_baseline)
 
 
 @dataclass
@@ -625,11 +668,18 @@ class RLRun:
     model: nn.Module                  # the trained policy (a plain GPT)
     tokenizer: object
     metrics: dict
-    evaluation: PolicyEval            # the policy's graded answers to the held-out prompts
-    baseline: PolicyEval              # sft_tools' answers to the same prompts
+    judged: Judged                    # its graded answers to the held-out prompts, and sft_tools'
     result: object                    # PPOResult or TrainResult
     stage: stages.Stage | None
     policy: nn.Module | None = None   # PPO: the policy with its value head
+
+    @property
+    def evaluation(self) -> PolicyEval:
+        return self.judged.sampled
+
+    @property
+    def baseline(self) -> PolicyEval:
+        return self.judged.baseline
 
 
 def _setting(tokenizer=None):
@@ -646,12 +696,14 @@ def _setting(tokenizer=None):
     return parent, tokenizer, reference, prompts
 
 
-def evaluate_baseline(reference: nn.Module | None = None, tokenizer=None, reward_fn: RewardFn | None = None) -> PolicyEval:
-    """``sft_tools``' graded answers to the held-out prompts (the baseline of every win rate)."""
+def evaluate_baseline(reference: nn.Module | None = None, tokenizer=None, reward_fn: RewardFn | None = None,
+                      greedy: bool = False) -> PolicyEval:
+    """``sft_tools``' graded answers to the held-out prompts (the baseline of every win rate),
+    sampled or (``greedy=True``) greedy."""
     parent, tokenizer, ref, prompts = _setting(tokenizer)
     reference = reference or ref
-    return evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools", reward_fn=reward_fn,
-                           **eval_settings())
+    return evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools" + (", greedy" if greedy else ""),
+                           reward_fn=None if greedy else reward_fn, **eval_settings(greedy))
 
 
 def _save_policy_stage(name: str, model, tokenizer, parent, metrics: dict, history: dict, train_cfg: dict) -> stages.Stage:
@@ -667,12 +719,13 @@ def _save_policy_stage(name: str, model, tokenizer, parent, metrics: dict, histo
     return stages.load_stage(name)
 
 
-def build_rlhf_stage(*, cfg: PPOConfig | None = None, baseline: PolicyEval | None = None, save: bool = True,
-                     progress: bool = True, verbose: bool = True) -> RLRun:
+def build_rlhf_stage(*, cfg: PPOConfig | None = None, baseline: PolicyEval | None = None,
+                     greedy_baseline: PolicyEval | None = None, save: bool = True, progress: bool = True,
+                     verbose: bool = True) -> RLRun:
     """PPO from ``sft_tools`` against stage ``reward``; judged on held-out prompts; saves stage ``rlhf``.
 
     ``save=False`` trains and evaluates without saving (the chapter's reward-hacking run).
-    ``baseline`` reuses an :func:`evaluate_baseline` already computed.
+    ``baseline`` and ``greedy_baseline`` reuse :func:`evaluate_baseline` results already computed.
     """
     from .chat import assistant_stop_ids
     from .model import model_from_stage
@@ -699,30 +752,30 @@ def build_rlhf_stage(*, cfg: PPOConfig | None = None, baseline: PolicyEval | Non
                                                    tokenizer.decode([t for t in r if t not in stop_ids])),
                        decode=tokenizer.decode, sample_every=max(1, cfg.steps // 5), progress=progress,
                        desc=f"PPO (kl_coef {cfg.kl_coef:g})")
-    evaluation = evaluate_policy(policy.gpt, tokenizer, prompts["val"], name="rlhf", reference=reference,
-                                 reward_fn=reward_fn, **eval_settings())
-    baseline = baseline or evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools",
-                                           reward_fn=reward_fn, **eval_settings())
-    metrics = {**win_rate(evaluation, baseline), **{f"eval_{k}": v for k, v in evaluation.summary().items()
-                                                     if k != "model"},
-               "win_rate_ceiling": win_rate_ceiling(baseline)["win_rate"],
-               "baseline_rubric_mean": baseline.summary()["rubric_mean"],
-               "baseline_reward_mean": baseline.summary().get("reward_mean"),
+    judged = judge_policy(policy.gpt, tokenizer, prompts["val"], name="rlhf", reference=reference,
+                          baseline=baseline, greedy_baseline=greedy_baseline, reward_fn=reward_fn)
+    metrics = {**judged.metrics(), "baseline_reward_mean": judged.baseline.summary().get("reward_mean"),
                "train_seconds": result.final["seconds"], "kl_coef": cfg.kl_coef, "profile": config.profile()}
     stage = None
     if save:
         stage = _save_policy_stage("rlhf", policy.gpt, tokenizer, parent, metrics,
                                    {"history": result.history, "samples": result.samples}, cfg.to_dict())
     if verbose:
-        print(f"{'saved stage rlhf' if save else 'PPO run'}: win rate {metrics['win_rate']:.1%} vs sft_tools by the "
-              f"hidden rubric ({metrics['wins']} wins, {metrics['ties']} ties, {metrics['losses']} losses), "
+        print(f"{'saved stage rlhf' if save else 'PPO run'}: {_verdict(metrics)}, "
               f"KL {metrics['eval_kl']:.2f} nats, {result.final['seconds']:.0f} s of PPO")
-    return RLRun(policy.gpt, tokenizer, metrics, evaluation, baseline, result, stage, policy)
+    return RLRun(policy.gpt, tokenizer, metrics, judged, result, stage, policy)
+
+
+def _verdict(m: dict) -> str:
+    return (f"win rate vs sft_tools by the hidden rubric {m['win_rate']:.1%} sampled "
+            f"({m['wins']}/{m['ties']}/{m['losses']} wins/ties/losses, ceiling {m['win_rate_ceiling']:.1%}), "
+            f"{m['greedy_win_rate']:.1%} greedy (ceiling {m['greedy_win_rate_ceiling']:.1%})")
 
 
 def build_dpo_stage(*, cfg: TrainConfig | None = None, beta: float = DPO_BETA, nll_weight: float = DPO_NLL_WEIGHT,
-                    baseline: PolicyEval | None = None, reward_fn: RewardFn | None = None, live_plot: bool = False,
-                    progress: bool = True, verbose: bool = True) -> RLRun:
+                    baseline: PolicyEval | None = None, greedy_baseline: PolicyEval | None = None,
+                    reward_fn: RewardFn | None = None, live_plot: bool = False, progress: bool = True,
+                    verbose: bool = True) -> RLRun:
     """DPO from ``sft_tools`` on the raters' comparisons (the reward model's training data: the
     written answers and sft_tools' own, stored with stage ``reward``); judged on the held-out
     prompts like PPO; saves stage ``dpo``.
@@ -747,23 +800,18 @@ def build_dpo_stage(*, cfg: TrainConfig | None = None, beta: float = DPO_BETA, n
     result = train(policy, data, cfg, loss_fn=dpo_loss_fn(beta, nll_weight),
                    on_eval=lambda model, step: dpo_accuracy(model, data, "val", beta), live_plot=live_plot,
                    progress=progress, desc=f"DPO (beta {beta:g})", verbose=verbose)
-    evaluation = evaluate_policy(policy, tokenizer, prompts["val"], name="dpo", reference=reference,
-                                 reward_fn=reward_fn, **eval_settings())
-    baseline = baseline or evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools", **eval_settings())
-    metrics = {**win_rate(evaluation, baseline), **{f"eval_{k}": v for k, v in evaluation.summary().items()
-                                                     if k != "model"},
-               "win_rate_ceiling": win_rate_ceiling(baseline)["win_rate"],
-               "baseline_rubric_mean": baseline.summary()["rubric_mean"], **dpo_accuracy(policy, data, "val", beta),
+    judged = judge_policy(policy, tokenizer, prompts["val"], name="dpo", reference=reference, baseline=baseline,
+                          greedy_baseline=greedy_baseline, reward_fn=reward_fn)
+    metrics = {**judged.metrics(), **dpo_accuracy(policy, data, "val", beta),
                "train_seconds": round(result.final["seconds"] + ref_seconds, 2), "beta": beta,
                "nll_weight": nll_weight,
                "profile": config.profile()}
     stage = _save_policy_stage("dpo", policy, tokenizer, parent, metrics, {"history": result.history},
                                {**cfg.to_dict(), "beta": beta, "nll_weight": nll_weight})
     if verbose:
-        print(f"saved stage dpo: win rate {metrics['win_rate']:.1%} vs sft_tools by the hidden rubric "
-              f"({metrics['wins']} wins, {metrics['ties']} ties, {metrics['losses']} losses), "
-              f"KL {metrics['eval_kl']:.2f} nats, {metrics['train_seconds']:.0f} s of training")
-    return RLRun(policy, tokenizer, metrics, evaluation, baseline, result, stage)
+        print(f"saved stage dpo: {_verdict(metrics)}, KL {metrics['eval_kl']:.2f} nats, "
+              f"{metrics['train_seconds']:.0f} s of training")
+    return RLRun(policy, tokenizer, metrics, judged, result, stage)
 
 
 def load_policy(name: str = "rlhf", device=None):

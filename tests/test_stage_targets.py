@@ -13,11 +13,14 @@ def _module():
 
 
 def _metrics(**changes):
-    metrics = {"base": {"cloze_top1": 0.97}, "sft": {"known_fact_accuracy": 0.82, "end_token_rate": 0.99},
+    metrics = {"base": {"cloze_top1": 0.97},
+               "sft": {"known_fact_accuracy": 0.82, "end_token_rate": 0.99, "heldout_phrasing_ratio": 0.9,
+                       "heldout_phrasing_refusal_rate": 0.01},
                "sft_tools": {"unknown_idk_rate": 0.9, "known_fact_drop": 4.5, "arithmetic_tool_accuracy": 0.96},
                "reward": {"accuracy": 0.78, "noise_ceiling": 0.95, "rubric_agreement": 0.8},
-               "rlhf": {"win_rate": 0.43, "eval_kl": 2.9, "wins": 1, "ties": 2, "losses": 3, "win_rate_ceiling": 0.648},
-               "dpo": {"win_rate": 0.61, "eval_kl": 0.8, "wins": 3, "ties": 2, "losses": 1}}
+               "rlhf": {"win_rate": 0.43, "eval_kl": 2.9, "wins": 1, "ties": 2, "losses": 3, "win_rate_ceiling": 0.648,
+                        "greedy_win_rate": 0.5},
+               "dpo": {"win_rate": 0.61, "eval_kl": 0.8, "wins": 3, "ties": 2, "losses": 1, "greedy_win_rate": 0.55}}
     for key, value in changes.items():
         stage, name = key.split("__")
         metrics[stage][name] = value
@@ -31,14 +34,19 @@ def _met(results, stage, key_word):
 def test_targets_are_compared_in_the_right_direction():
     compare = _module().compare
     results = compare(_metrics())
-    assert _met(results, "sft", "closed") and _met(results, "sft_tools", "drop") and _met(results, "dpo", "win")
-    assert not _met(results, "reward", "accuracy") and not _met(results, "rlhf", "win")
+    assert _met(results, "sft", "closed") and _met(results, "sft_tools", "drop") and _met(results, "dpo", "win rate")
+    assert not _met(results, "reward", "accuracy") and not _met(results, "rlhf", "win rate")
+    assert not _met(results, "rlhf", "ceiling") and _met(results, "dpo", "all greedy")
+    # "Also wins when all decode greedily": a tie (50 %) is not a win.
+    assert not _met(results, "rlhf", "all greedy")
+    assert not _met(compare(_metrics(sft__heldout_phrasing_refusal_rate=0.03)), "sft", "refused")
     # A drop is better when smaller; everything else when larger.
     assert not _met(compare(_metrics(sft_tools__known_fact_drop=5.1)), "sft_tools", "drop")
     assert not _met(compare(_metrics(sft__end_token_rate=0.968)), "sft", "closed")
     assert results["reward"]["noise_ceiling"] == 0.95 and results["rlhf"]["eval_kl"] == 2.9
     # Context is reported when the stage has it (older stages lack the ceiling).
-    assert results["rlhf"]["win_rate_ceiling"] == 0.648 and "win_rate_ceiling" not in results["dpo"]
+    assert next(m["value"] for m in results["rlhf"]["measures"] if "ceiling" in m["measure"]) == 0.648
+    assert "win_rate_ceiling" not in results["dpo"] and results["dpo"]["wins"] == 3
 
 
 def test_every_target_names_a_metric_the_stage_builders_write():

@@ -24,9 +24,12 @@ RAMBLE = ("Well, let me think about this for a moment.", "There are many things 
           "Some people find this topic interesting and others do not.",
           "In any case, here is what I can tell you.", "I hope this helps you in some way or another.")
 
-# (share, style) of the fact answers in the chat data: mostly plain, some helpful, a few sloppy.
-DEMONSTRATION_MIX = (("bare", 0.30), ("sentence", 0.42), ("rich", 0.20),
-                     ("rambling", 0.04), ("rude", 0.02), ("repeated", 0.02))
+# (style, share) of the fact answers in the chat data: mostly plain, some helpful, a few sloppy.
+# A small model recalls a fact best through the sentence it read it in ("The capital of France
+# is" -> "Paris"): with 30 % bare answers the cpu model answered 64 % of the probe facts instead of
+# 80 %, and with 4 % rambling it left more turns open (96 % closed instead of 99 %).
+DEMONSTRATION_MIX = (("bare", 0.10), ("sentence", 0.60), ("rich", 0.22),
+                     ("rambling", 0.02), ("rude", 0.04), ("repeated", 0.02))
 
 
 def bare(qa: FactQA) -> str:
