@@ -98,6 +98,7 @@ def test_chat_report_on_a_model_that_knows_exactly_the_countries():
 
     world = W.build_world()
     facts, unknown, sums = W.qa_probes(world), W.idk_probes(world), W.tool_probes(world)
+    reworded = W.qa_probes(world, heldout_phrasings=True)
     countries = {c.name for c in world.countries}
     country_questions = {q for q, _ in facts if any(name in q for name in countries)}
     replies = {q: f"It is {key}.<|im_end|>" for q, key in facts if q in country_questions}
@@ -116,7 +117,12 @@ def test_chat_report_on_a_model_that_knows_exactly_the_countries():
     assert report["unknown_fabrication_rate"] == round(1 - len(unknown[::2]) / len(unknown), 4)
     assert report["arithmetic_tool_accuracy"] == 1.0 and report["arithmetic_no_tool_accuracy"] == 0.0
     assert report["arithmetic_tool_call_rate"] == 1.0 and report["arithmetic_n"] == len(sums)
-    assert report["end_token_rate"] == 1.0 and report["end_token_n"] == len(facts) + len(unknown) + len(sums)
-    assert set(report["examples"]) == {"known_fact", "unknown_people", "arithmetic_tool", "arithmetic_no_tool"}
+    # The scripted model knows only the training wordings: every reworded question gets a guess.
+    assert report["heldout_phrasing_accuracy"] == 0.0 and report["heldout_phrasing_ratio"] == 0.0
+    assert report["heldout_phrasing_refusal_rate"] == 0.0 and report["heldout_phrasing_n"] == len(reworded)
+    assert report["end_token_rate"] == 1.0
+    assert report["end_token_n"] == len(facts) + len(reworded) + len(unknown) + len(sums)
+    assert set(report["examples"]) == {"known_fact", "heldout_phrasing", "unknown_people", "arithmetic_tool",
+                                       "arithmetic_no_tool"}
     short = evals.chat_report(ScriptedChatModel(TOK, respond), TOK, world, max_new_tokens=40, arithmetic_n=5)
     assert short["arithmetic_n"] == 5

@@ -86,7 +86,7 @@ def test_demonstrations_mix_styles_in_the_stated_shares(world):
 
 def test_the_chat_data_hold_every_style(world):
     answers = [c[-1]["content"] for c in W.chat_examples(world)]
-    assert any(a.startswith("In ") and len(a.split()) <= 3 for a in answers)      # bare
+    assert any(a.isascii() and a.endswith(".") and len(a.split()) <= 3 for a in answers)  # bare
     assert any(" was born in " in a and a.count(".") >= 2 for a in answers)        # rich
     assert any(any(r in a for r in S.RAMBLE) for a in answers)                     # a sloppy writer
 

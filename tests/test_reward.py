@@ -163,8 +163,12 @@ def test_split_by_prompt():
     assert not {p.prompt for p in split["val"]} & {p.prompt for p in split["train"]}
 
 
-def test_build_reward_stage_saves_a_loadable_stage():
+def test_build_reward_stage_saves_a_loadable_stage(monkeypatch):
     fake_sft_tools_stage()
+    # A random model's answers are all equally wrong to the rubric, and raters never see ties:
+    # give this test raters whose taste tells random strings apart.
+    from course_utils import world as W
+    monkeypatch.setattr(W, "judge", lambda meta, text: float(len(text) % 3))
     run = reward.build_reward_stage(cfg=reward.reward_config(max_steps=4, eval_every=2), progress=False,
                                     verbose=False)
     assert 0.0 <= run.metrics["accuracy"] <= 1.0 and 0.5 < run.metrics["noise_ceiling"] < 1.0
