@@ -244,6 +244,23 @@ def test_win_rate_ceiling_is_a_perfect_model_against_the_baseline():
     assert rl.win_rate_ceiling(baseline) == {"win_rate": 0.75, "wins": 2, "ties": 2, "losses": 0, "n": 4}
 
 
+def test_judged_compares_each_decoding_with_the_same_decoding_of_the_baseline():
+    best = [SimpleNamespace(score=4.0)]
+    sampled, baseline = _eval([4.0, 1.0, 4.0, -2.0], samples=2), _eval([1.0, 1.0, 4.0, 2.0], samples=2)
+    greedy, greedy_baseline = _eval([-2.0, 4.0]), _eval([3.0, 2.0])
+    for ev in (sampled, baseline, greedy, greedy_baseline):
+        for p in ev.prompts:
+            p.candidates = best
+    m = rl.Judged(sampled, greedy, baseline, greedy_baseline).metrics()
+    # Sampled against sampled: a win, a tie, a tie, a loss; greedy against greedy: a loss, a win.
+    assert (m["win_rate"], m["wins"], m["ties"], m["losses"]) == (0.5, 1, 2, 1)
+    assert (m["greedy_win_rate"], m["greedy_wins"], m["greedy_ties"], m["greedy_losses"]) == (0.5, 1, 0, 1)
+    # Each ceiling is a perfect model against that decoding's baseline: one tie among four, none among two.
+    assert m["win_rate_ceiling"] == 0.875 and m["greedy_win_rate_ceiling"] == 1.0
+    with pytest.raises(ValueError):  # mixing decodings (2 samples against 1) is refused
+        rl.Judged(sampled, greedy, greedy_baseline, baseline).metrics()
+
+
 def test_evaluate_policy_uses_the_hidden_rubric():
     tok = byte_tokenizer()
     model = tiny_gpt(tok.vocab_size, 96)
