@@ -1,14 +1,12 @@
-"""The reward model: Bradley–Terry loss and its gradient, pairwise accuracy, the token format
-shared with PPO and DPO, training through the course's one loop, and the stage."""
+"""The reward model: Bradley–Terry loss and its gradient, pairwise accuracy, training through
+the course's one loop, and the stage (the token format it shares with PPO and DPO: test_policy.py)."""
 import math
 
 import pytest
 import torch
 
 from course_utils import reward, stages, train
-from course_utils.chat import render_conversation
-from course_utils.reward import (PreferenceBatches, RewardModel, bradley_terry_loss, encode_prompt, encode_response,
-                                 pack, pairwise_accuracy)
+from course_utils.reward import PreferenceBatches, RewardModel, bradley_terry_loss, pairwise_accuracy
 from course_utils.world import PreferencePair
 from rl_helpers import byte_tokenizer, fake_sft_tools_stage, one_thread, tiny_gpt  # noqa: F401 (fixture)
 
@@ -81,26 +79,6 @@ def test_untrained_reward_is_the_priors_mean_log_likelihood():
     by_hand = torch.stack([(logp[0, 1, 3] + logp[0, 2, 4]) / 2, (logp[1, 0, 4] + logp[1, 1, 5]) / 2])
     # The head starts at zero and the weight at 1: the score is the chat model's own opinion.
     assert torch.allclose(model(ids, torch.tensor([4, 3]), answer), by_hand, atol=1e-5)
-
-
-def test_prompt_plus_response_is_the_chat_template():
-    tok = byte_tokenizer()
-    ids, mask = render_conversation([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}], tok)
-    p, r = encode_prompt(tok, "Hi?"), encode_response(tok, "Hello.")
-    assert p + r == ids[:-1]  # the template ends with a newline after <|im_end|>
-    assert [0] * len(p) + [1] * len(r) == mask[:-1]  # the response is exactly what SFT trains on
-
-
-def test_pack_masks_prompt_and_padding():
-    ids, mask, lengths = pack([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], pad_id=0, block_size=16)
-    assert ids.tolist() == [[1, 2, 3, 5, 6], [4, 7, 8, 9, 0]]
-    assert mask.tolist() == [[0, 0, 0, 1, 1], [0, 1, 1, 1, 0]]
-    assert lengths.tolist() == [5, 4]
-    # Too long: the prompt is kept, the response loses its end.
-    ids, mask, lengths = pack([[1, 2, 3]], [[4, 5, 6, 7]], pad_id=0, block_size=5)
-    assert ids.tolist() == [[1, 2, 3, 4, 5]] and lengths.tolist() == [5]
-    with pytest.raises(ValueError):
-        pack([[1, 2, 3]], [[4]], pad_id=0, block_size=3)
 
 
 def _toy_pairs(n, offset=0):
