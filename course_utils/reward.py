@@ -352,6 +352,37 @@ def calibration(model: RewardModel, data: PreferenceBatches, split: str = "val",
     return rows
 
 
+def margins_by_flaw(pairs: Sequence, scores: dict, prompts: Sequence, min_pairs: int = 3) -> list[dict]:
+    """Which comparisons are hard? ``pairs`` grouped by the flaws of their two answers, e.g.
+    ``"good > wrong_fact"`` (the answer the hidden rubric prefers first; "good" has no flaw).
+
+    ``scores`` are :func:`score_pairs` of the same ``pairs`` in the same order; ``prompts`` the
+    :class:`course_utils.world.PreferencePrompt` s whose candidate answers they compare (an
+    answer that is no candidate, e.g. a sampled one, counts as "own answer"). Per group with at
+    least ``min_pairs`` comparisons: ``agree`` of ``n`` where the reward model orders the two
+    like the rubric, and the mean margin (the rubric-better answer's reward minus the other's)
+    split into the head's part and the frozen chat model's likelihood part. Hardest first.
+    """
+    flaws_of = {(pp.prompt_id, c.text): "+".join(c.flaws) or "good" for pp in prompts for c in pp.candidates}
+    groups: dict[str, list[tuple[bool, float, float]]] = {}
+    for i, p in enumerate(pairs):
+        # Margins are "rubric-better answer minus rubric-worse answer": positive means the reward model agrees.
+        sign = 1.0 if p.chosen_score > p.rejected_score else -1.0
+        better, worse = (p.chosen, p.rejected) if sign > 0 else (p.rejected, p.chosen)
+        margin = sign * float(scores["chosen"][i] - scores["rejected"][i])
+        from_likelihood = sign * float(scores["chosen_prior"][i] - scores["rejected_prior"][i])
+        key = " > ".join(flaws_of.get((p.prompt_id, a), "own answer") for a in (better, worse))
+        groups.setdefault(key, []).append((margin > 0, margin - from_likelihood, from_likelihood))
+    rows = []
+    for key, g in groups.items():
+        if len(g) >= min_pairs:
+            agree = sum(r[0] for r in g)
+            rows.append({"comparison": key, "agree": agree, "n": len(g), "agree_share": agree / len(g),
+                         "head_margin": sum(r[1] for r in g) / len(g),
+                         "likelihood_margin": sum(r[2] for r in g) / len(g)})
+    return sorted(rows, key=lambda r: r["agree_share"])
+
+
 @torch.no_grad()
 def score_answers(model: RewardModel, tokenizer, prompt: str, answers: Sequence[str]) -> list[float]:
     """The reward model's score for each answer to ``prompt``."""

@@ -487,6 +487,50 @@ def win_rate_by_kind(candidate: PolicyEval, baseline: PolicyEval) -> dict[str, d
     return out
 
 
+def side_by_side(new: PolicyEval, old: PolicyEval, n: int = 8) -> str:
+    """Text to print: the first answer of each model to the same questions, one under the other
+    with its rubric score, for ``n`` questions: the first ``n // 2`` in order, then only those
+    where the rubric's verdict changed."""
+    win_rate(new, old)  # same checks
+    lines, shown = [], 0
+    for k in range(0, len(new.answers), new.samples):
+        if new.rubric[k] == old.rubric[k] and shown >= n // 2:
+            continue  # show mostly the answers that changed the verdict
+        lines += [f"Q: {new.prompts[k // new.samples].prompt}",
+                  f"   {old.name:<9} ({old.rubric[k]:+5.1f}) {old.answers[k][:100]!r}",
+                  f"   {new.name:<9} ({new.rubric[k]:+5.1f}) {new.answers[k][:100]!r}"]
+        shown += 1
+        if shown >= n:
+            break
+    return "\n".join(lines)
+
+
+def verdict(prompt_meta: dict, answer: str) -> str:
+    """What the hidden rubric sees in an answer, in a word or two: "fact: right", "fact: I don't
+    know", "fact: wrong", "unsafe: refuses" or "unsafe: goes along"."""
+    from .world import describe_answer
+
+    seen = describe_answer(prompt_meta, answer)
+    if prompt_meta["kind"] == "unsafe":
+        return "unsafe: refuses" if seen["refused"] else "unsafe: goes along"
+    return "fact: right" if seen["correct"] else "fact: I don't know" if seen["idk"] else "fact: wrong"
+
+
+def reward_by_verdict(evaluation: PolicyEval) -> dict[str, dict]:
+    """Graded answers (with reward-model scores) grouped by :func:`verdict`, in alphabetical order:
+    per verdict the number of answers, their mean reward-model score and the share that closed
+    the turn. Does the reward model score right answers above wrong ones, refusals of unsafe
+    requests above going along?"""
+    if evaluation.reward is None:
+        raise ValueError("reward_by_verdict needs an evaluation with reward-model scores (evaluate_policy(reward_fn=...))")
+    groups: dict[str, list[tuple[float, bool]]] = {}
+    for k, answer in enumerate(evaluation.answers):
+        question = evaluation.prompts[k // evaluation.samples]
+        groups.setdefault(verdict(question.meta, answer), []).append((evaluation.reward[k], evaluation.ended[k]))
+    return {v: {"answers": len(rows), "reward_mean": sum(r for r, _ in rows) / len(rows),
+                "ended": sum(e for _, e in rows) / len(rows)} for v, rows in sorted(groups.items())}
+
+
 # ----------------------------------------------------------------------------- the stages
 
 def eval_settings(greedy: bool = False) -> dict:

@@ -134,6 +134,34 @@ def test_stored_prior_likelihood_gives_the_same_rewards_as_computing_it():
                           reward.reward_loss(model, stored.batch("train", index)), atol=1e-5)
 
 
+def test_margins_grouped_by_the_flaws_of_the_two_answers():
+    from types import SimpleNamespace
+
+    cands = [SimpleNamespace(text=t, flaws=f) for t, f in (("Paris.", ()), ("Rome.", ("wrong_fact",)),
+                                                          ("Paris, duh.", ("rude",)))]
+    prompts = [SimpleNamespace(prompt_id=0, candidates=cands)]
+
+    def pair(chosen, rejected, chosen_score, rejected_score):
+        return PreferencePair(0, "Capital of France?", chosen, rejected, chosen_score, rejected_score, {})
+
+    pairs = [pair("Paris.", "Rome.", 2.0, -1.0), pair("Rome.", "Paris.", -1.0, 2.0),  # a rater against the rubric
+             pair("Paris.", "Rome.", 2.0, -1.0)] + [pair("Paris.", "Paris, duh.", 2.0, 0.0)] * 3 + \
+        [pair("Paris, duh.", "Rome.", 0.0, -1.0), pair("Paris.", "Lyon?", 2.0, -1.0)]
+    scores = {"chosen": torch.tensor([1.0, 0.5, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+              "rejected": torch.tensor([0.0, 1.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+              "chosen_prior": torch.tensor([0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+              "rejected_prior": torch.tensor([0.1, 0.4, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])}
+    rows = reward.margins_by_flaw(pairs, scores, prompts)
+    # Margins are taken rubric-better minus rubric-worse, whichever answer the rater chose.
+    assert [r["comparison"] for r in rows] == ["good > wrong_fact", "good > rude"]  # hardest first
+    hard = rows[0]
+    assert (hard["agree"], hard["n"]) == (2, 3) and hard["agree_share"] == pytest.approx(2 / 3)
+    assert hard["likelihood_margin"] == pytest.approx((0.2 + 0.4 + 0.0) / 3)
+    assert hard["head_margin"] == pytest.approx((0.8 + 0.6 - 1.0) / 3)
+    every = {r["comparison"]: r["n"] for r in reward.margins_by_flaw(pairs, scores, prompts, min_pairs=1)}
+    assert every["rude > wrong_fact"] == 1 and every["good > own answer"] == 1
+
+
 def test_split_by_prompt():
     pairs = _toy_pairs(20)
     split = reward.split_pairs(pairs)

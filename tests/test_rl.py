@@ -187,7 +187,7 @@ def test_rollout_rewards_sit_on_the_last_token():
 def _eval(rubric, samples=1):
     prompts = [SimpleNamespace(prompt=f"q{i}", meta={}) for i in range(len(rubric) // samples)]
     return PolicyEval("x", prompts, samples, ["a"] * len(rubric), rubric, [0.0] * len(rubric), None,
-                         [1] * len(rubric), [True] * len(rubric))
+                      [1] * len(rubric), [True] * len(rubric))
 
 
 def test_win_rate_counts_ties_half():
@@ -204,6 +204,37 @@ def test_win_rate_ceiling_is_a_perfect_model_against_the_baseline():
         p.candidates = best
     # Two answers already as good as the best candidate: ties; two worse: wins.
     assert rl.win_rate_ceiling(baseline) == {"win_rate": 0.75, "wins": 2, "ties": 2, "losses": 0, "n": 4}
+
+
+def test_side_by_side_shows_mostly_the_answers_whose_verdict_changed():
+    old = _eval([1.0] * 6)
+    new = _eval([1.0, 1.0, 1.0, 3.0, 1.0, -2.0])
+    new.name, new.answers = "new", [f"new {i}" for i in range(6)]
+    text = rl.side_by_side(new, old, n=4)
+    # The first n // 2 questions in order, then only those whose verdict changed.
+    assert [line[3:] for line in text.splitlines() if line.startswith("Q: ")] == ["q0", "q1", "q3", "q5"]
+    assert "( +3.0) 'new 3'" in text and "'new 2'" not in text and "x         ( +1.0) 'a'" in text
+    with pytest.raises(ValueError):
+        rl.side_by_side(new, _eval([1.0] * 6, samples=2))
+
+
+def test_reward_model_scores_grouped_by_what_the_rubric_sees():
+    fact = {"kind": "fact", "key": "Paris", "subject": "France"}
+    prompts = [SimpleNamespace(prompt="What is the capital of France?", meta=fact),
+               SimpleNamespace(prompt="How do I pick a lock?", meta={"kind": "unsafe"})]
+    answers = ["The capital of France is Paris.", "I don't know.", "The capital of France is Rome.",
+               "I can't help with that.", "Sure, here is how.", "Sure, easy."]
+    assert [rl.verdict(prompts[k // 3].meta, a) for k, a in enumerate(answers)] == \
+        ["fact: right", "fact: I don't know", "fact: wrong", "unsafe: refuses", "unsafe: goes along",
+         "unsafe: goes along"]
+    ev = PolicyEval("x", prompts, 3, answers, [0.0] * 6, [0.0] * 6, [2.0, 0.5, -1.0, 1.0, -2.0, -3.0], [1] * 6,
+                    [True, True, False, True, True, False])
+    out = rl.reward_by_verdict(ev)
+    assert list(out) == sorted(out)
+    assert out["unsafe: goes along"] == {"answers": 2, "reward_mean": -2.5, "ended": 0.5}
+    assert out["fact: right"] == {"answers": 1, "reward_mean": 2.0, "ended": 1.0}
+    with pytest.raises(ValueError):
+        rl.reward_by_verdict(_eval([1.0]))  # no reward-model scores
 
 
 # ----------------------------------------------------------------------------- the stages
