@@ -47,7 +47,7 @@ from .policy import (PolicyEval, RewardFn, action_mask, encode_prompt, evaluate_
 from .train import TrainConfig, TrainResult, make_optimizer, train
 
 
-# ----------------------------------------------------------------------------- shared pieces
+# ----------------------------------------------------------------------------- masked averages (PPO)
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
     if dim is None:
