@@ -140,15 +140,18 @@ def end_token_rate(traces: Sequence) -> float:
 
 
 def ask(model, tokenizer, questions: Sequence[str], *, max_new_tokens: int | None = None, tools: bool = False,
-        system: str | None = None) -> list[tuple[list[dict], object]]:
-    """Ask each question as a one-turn conversation (optionally after a system prompt), greedily,
-    all in one batch: a list of ``(messages, trace)`` from :func:`course_utils.generate.chat_replies`."""
+        system: str | None = None, temperature: float = 0.0,
+        generator: torch.Generator | None = None) -> list[tuple[list[dict], object]]:
+    """Ask each question as a one-turn conversation (optionally after a system prompt), all in one
+    batch: a list of ``(messages, trace)`` from :func:`course_utils.generate.chat_replies`.
+    Greedy unless a ``temperature`` is given (then seeded by ``generator``); :func:`reply_text`
+    of ``messages`` is the answer to show."""
     from .generate import chat_replies
 
     head = [{"role": "system", "content": system}] if system else []
     convs = [head + [{"role": "user", "content": q}] for q in questions]
     return chat_replies(model, tokenizer, convs, max_new_tokens or chat_max_new_tokens(), tools=tools,
-                        temperature=0.0)
+                        temperature=temperature, generator=generator)
 
 
 def _example(question, reply, trace, **extra) -> dict:

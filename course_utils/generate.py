@@ -3,7 +3,8 @@
 Four layers, each usable on its own:
 
 - :func:`sample_next` — one step: logits -> a token id (greedy, temperature, top-k, top-p).
-  :func:`next_token_probs` shows the distribution it samples from.
+  :func:`next_token_probs` shows the distribution it samples from;
+  :func:`next_token_probabilities` runs the model on a context and shows its likeliest tokens.
 - :class:`Decoder` — holds the growing context and returns the logits for the next token.
   With ``use_cache=True`` it keeps a KV cache, so each new token costs one position of work
   instead of the whole context. ``Decoder.feed`` also accepts several tokens at once: that is
@@ -243,6 +244,33 @@ def text_generate(model, tokenizer, prompt: str, max_new_tokens: int = 100, *, s
     if new and new[-1] in stops:
         new = new[:-1]
     return tokenizer.decode(new)
+
+
+@dataclass
+class NextTokens:
+    """The most likely next tokens after a context (see :func:`next_token_probabilities`)."""
+
+    tokens: list[str]    # the k most likely next tokens, decoded, most likely first
+    probs: list[float]   # their probabilities
+    entropy_bits: float  # of the whole distribution: 0 when one token is certain, more when it is spread out
+
+
+@torch.no_grad()
+def next_token_probabilities(model, tokenizer, context: str | Sequence[int], k: int = 10, *,
+                             temperature: float = 1.0) -> NextTokens:
+    """What the model would write next after ``context`` (text, or token ids): its ``k`` most
+    likely tokens with their probabilities at ``temperature`` (see :func:`next_token_probs`),
+    and the entropy of the whole distribution in bits. Text is encoded like :func:`text_generate`
+    encodes a prompt; only the last ``block_size`` tokens are read."""
+    ids = tokenizer.encode(context, allowed_special="all") if isinstance(context, str) else list(context)
+    ids = ids[-model.config.block_size:]
+    device = next(model.parameters()).device
+    with eval_mode(model):
+        logits, _ = model(torch.tensor([ids], device=device))
+    probs = next_token_probs(logits[0, -1], temperature)
+    entropy = -(probs * probs.clamp_min(1e-12).log2()).sum().item()
+    p, i = probs.topk(min(k, probs.numel()))
+    return NextTokens([tokenizer.decode([t]) for t in i.tolist()], p.tolist(), entropy)
 
 
 # ----------------------------------------------------------------------------- chat and the tool loop

@@ -1,6 +1,8 @@
 """Figures the chapters share. Each function draws on a Matplotlib axes (or makes its own figure)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 
 # ----------------------------------------------------------------------------- loss curves (train.py)
 
@@ -268,6 +270,162 @@ def plot_score_histogram(groups: dict, threshold: float | None = None, *, xlabel
     return ax
 
 
+# ----------------------------------------------------------------------------- the transformer (chapter 03)
+
+def plot_rope(rope, config, scores):
+    """Rotary position embedding in two panels (returns the figure).
+
+    Left: an arrow of a query (or key) in two of its coordinate pairs, turned by ``rope`` (a
+    :class:`course_utils.model.RotaryEmbedding`) as if it sat at positions 0, 1, 2, ...: pair 0
+    turns fast, pair 1 slower. Right: ``scores[m, n]``, the score of a query at position m
+    against a key at position n, which depends only on m - n. ``config`` gives ``head_dim``
+    and ``rope_base``.
+    """
+    import math
+
+    import matplotlib.pyplot as plt
+    import torch
+
+    half = config.head_dim // 2
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    for i, length, shown, color in [(0, 1.0, range(6), "tab:blue"), (1, 0.6, range(0, 16, 3), "tab:orange")]:
+        e = torch.zeros(1, config.head_dim)
+        e[0, i] = length  # an arrow along the first axis of pair i (the pair is numbers i and i + half)
+        for m in shown:
+            turned = rope(e, start=m)[0]  # the same arrow, placed at position m
+            px, py = turned[i].item(), turned[i + half].item()
+            left.plot([0, px], [0, py], color=color, alpha=0.8)
+            left.annotate(str(m), (px, py), textcoords="offset points", xytext=(3, 3), fontsize=8, color=color)
+        step = math.degrees(config.rope_base ** (-2 * i / config.head_dim))
+        left.plot([], [], color=color, label=f"pair {i}: turns {step:.1f}° per position")
+    left.set_aspect("equal")
+    left.set(xlim=(-1.2, 1.2), ylim=(-1.2, 1.2), title="an arrow of q (or k), turned at positions 0, 1, 2, ...")
+    left.legend(loc="lower left", fontsize=8)
+    if hasattr(scores, "detach"):  # a torch tensor
+        scores = scores.detach().float().cpu().numpy()
+    im = right.imshow(scores, cmap="RdBu_r")
+    right.set_xlabel("key position n")
+    right.set_ylabel("query position m")
+    right.set_title("score q·k: constant along each diagonal")
+    fig.colorbar(im, ax=right, shrink=0.8)
+    return fig
+
+
+def plot_param_breakdown(parts: dict, *, title: str | None = None, ax=None):
+    """Where a model's parameters sit: one bar per part (``GPT.param_breakdown()``), labelled
+    with its count and share of the total. Returns the axes."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 2.6), layout="constrained")
+    total = sum(parts.values())
+    ax.barh(list(parts), list(parts.values()), color="tab:blue")
+    for i, n in enumerate(parts.values()):
+        ax.text(n, i, f" {n:,} ({n / max(1, total):.0%})", va="center", fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(parts.values()) * 1.45)
+    ax.set_xticks([])
+    ax.set_title(title or f"where the {total:,} parameters sit")
+    return ax
+
+
+# ----------------------------------------------------------------------------- the next token (chapters 05, 07)
+
+def plot_next_tokens(panels: dict, *, ylabel: str = "probability", colors=None):
+    """Bars of the most likely next tokens, one panel per entry of ``panels`` (title ->
+    :class:`course_utils.generate.NextTokens`), on a shared probability axis. ``colors``: one
+    per panel. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), sharey=True, squeeze=False,
+                             layout="constrained")
+    axes = axes[0]
+    for k, (ax, (title, top)) in enumerate(zip(axes, panels.items())):
+        ax.bar(range(len(top.probs)), top.probs, color=colors[k] if colors else "tab:blue")
+        # Matplotlib's default font has no Chinese glyphs: show non-ASCII tokens (and newlines) as escapes.
+        ax.set_xticks(range(len(top.tokens)), [ascii(t)[1:-1] for t in top.tokens], rotation=70, fontsize=8)
+        ax.set_title(title)
+    axes[0].set_ylabel(ylabel)
+    return fig
+
+
+# ----------------------------------------------------------------------------- fine-tuning (chapters 06, 07)
+
+def plot_base_vs_sft(rows: dict, *, names=("base", "sft"), title: str | None = None, ax=None):
+    """Two models side by side on a few rates: ``rows`` maps a measure to ``(before, after)``
+    (shares in 0..1), drawn as a pair of bars labelled with ``names``. Returns the axes."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+    for k, (before, after) in enumerate(rows.values()):
+        ax.barh([2 * k + 0.4, 2 * k], [before, after], color=["tab:gray", "tab:green"], height=0.4)
+        ax.text(before + 0.01, 2 * k + 0.4, f"{names[0]} {before:.0%}", va="center")
+        ax.text(after + 0.01, 2 * k, f"{names[1]} {after:.0%}", va="center")
+    ax.set_yticks([2 * k + 0.2 for k in range(len(rows))], list(rows))
+    ax.set_xlim(0, 1.2)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_sft_ablation(results: dict, metrics: Sequence[str]):
+    """One panel per measure in ``metrics``, one bar per run: ``results`` maps a run's name
+    (e.g. "assistant tokens only") to its measures. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3), squeeze=False, layout="constrained")
+    names = list(results)
+    for ax, metric in zip(axes[0], metrics):
+        values = [results[n][metric] for n in names]
+        ax.bar(names, values, color=["tab:green", "tab:orange", "tab:blue", "tab:red"][:len(names)])
+        for k, v in enumerate(values):
+            ax.text(k, v, f"{v:.3f}", ha="center", va="bottom")
+        ax.set_title(metric)
+    return fig
+
+
+def plot_honesty_tradeoff(sweep: Sequence[dict], *, sft_accuracy: float, recipe_share: float,
+                          title: str = "The honesty trade-off", ax=None):
+    """Rates against the share of "I don't know" conversations in the fine-tuning mix: ``sweep``
+    holds one row per share, ``{"share": ..., measure: rate, ...}``, each measure a line. The
+    known-fact accuracy of ``sft`` before fine-tuning and the recipe's share are marked.
+    Returns the axes."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(9, 3.5), layout="constrained")
+    x = [100 * r["share"] for r in sweep]
+    measures = [k for k in sweep[0] if k != "share"] if sweep else []
+    for key, colour in zip(measures, ["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:orange"]):
+        ax.plot(x, [100 * r[key] for r in sweep], "o-", color=colour, label=key)
+    ax.axhline(100 * sft_accuracy, color="tab:green", ls=":", label="known facts, sft")
+    ax.axvline(100 * recipe_share, color="gray", ls="--", lw=1, label="the recipe's share")
+    ax.set_xlabel("share of 'I don't know' conversations in the fine-tuning mix (%)")
+    ax.set_ylabel("%")
+    ax.set_ylim(-5, 105)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title(title)
+    return ax
+
+
+def plot_arithmetic_accuracy(accuracies: dict, *, n_problems: int, ax=None):
+    """Accuracy on held-out arithmetic problems, one bar per setting (``accuracies`` maps a
+    label to a share in 0..1). Returns the axes."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 3), layout="constrained")
+    colors = ["tab:gray", "tab:orange", "tab:green", "tab:blue", "tab:red"]
+    ax.bar(list(accuracies), list(accuracies.values()), color=colors[:len(accuracies)])
+    for k, v in enumerate(accuracies.values()):
+        ax.text(k, v, f"{v:.0%}", ha="center", va="bottom")
+    ax.set_ylim(0, 1.1)
+    ax.set_title(f"{n_problems} held-out three-digit problems")
+    return ax
+
+
+
 # ----------------------------------------------------------------------------- reward model and RL (chapters 08-09)
 
 def plot_calibration(rows, ax=None, *, title: str = "Reward model calibration (held-out comparisons)"):
@@ -322,3 +480,67 @@ def plot_rl_history(runs: dict, axes=None, *, keys=("score", "kl", "judge"), smo
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return axes
+
+
+def plot_reward_training(history, *, noise_ceiling: float, target: float | None = None):
+    """The reward model's training in two panels (returns the figure): its Bradley–Terry loss
+    (:func:`plot_loss_curves`) and its held-out pairwise accuracy at each evaluation, against
+    the rater-noise ceiling, the course's ``target`` and a coin flip."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
+    plot_loss_curves(history, ax=a, title="Bradley–Terry loss")
+    evals = [h for h in history if "val_accuracy" in h]
+    b.plot([h["step"] for h in evals], [h["val_accuracy"] for h in evals], "o-", label="held-out accuracy")
+    b.axhline(noise_ceiling, color="tab:green", linestyle="--", label=f"noise ceiling {noise_ceiling:.1%}")
+    if target is not None:
+        b.axhline(target, color="tab:red", linestyle=":", label=f"course target {target:.0%}")
+    b.axhline(0.5, color="gray", linestyle=":", label="coin flip")
+    b.set_xlabel("step")
+    b.set_ylim(0.4, 1.0)
+    b.legend(fontsize=8)
+    b.grid(alpha=0.3)
+    b.set_title("pairwise accuracy on held-out questions")
+    return fig
+
+
+def plot_answer_scores(panels: dict):
+    """The reward model's scores of hand-written answers, one panel per question: ``panels``
+    maps a question to ``(name, score, rubric)`` rows. A bar is green where the hidden rubric
+    likes the answer (rubric > 0), red where it does not. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.2), squeeze=False, layout="constrained")
+    for ax, (question, rows) in zip(axes[0], panels.items()):
+        ax.barh([name for name, _, _ in rows], [score for _, score, _ in rows],
+                color=["tab:green" if rubric > 0 else "tab:red" for _, _, rubric in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("reward model score")
+        ax.set_title(question, fontsize=9)
+    return fig
+
+
+def plot_policy_comparison(models: dict, *, greedy_win_rate: float | None = None, ceiling: float | None = None):
+    """Policies side by side in three panels (returns the figure): win rate against ``sft_tools``
+    by the hidden rubric, KL to ``sft_tools`` and training compute. ``models`` maps a name to
+    ``{"win_rate", "kl", "seconds"}``; the first is the baseline (grey). The win-rate panel marks
+    50 % (no better), ``sft_tools`` decoding greedily and the ``ceiling`` (a perfect model)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3), layout="constrained")
+    names = list(models)
+    colors = (["gray", "tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange"] * len(names))[:len(names)]
+    for ax, (key, title) in zip(axes, [("win_rate", "win rate vs sft_tools (hidden rubric)"),
+                                       ("kl", "KL to sft_tools (nats per answer)"),
+                                       ("seconds", "training compute (s)")]):
+        ax.bar(names, [models[n][key] for n in names], color=colors)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="x", rotation=20)
+    axes[0].axhline(0.5, color="black", linewidth=0.8)
+    if greedy_win_rate is not None:
+        axes[0].axhline(greedy_win_rate, color="gray", linestyle="--", linewidth=1, label="sft_tools, greedy")
+    if ceiling is not None:
+        axes[0].axhline(ceiling, color="tab:green", linestyle=":", linewidth=1, label="ceiling")
+    if greedy_win_rate is not None or ceiling is not None:
+        axes[0].legend(fontsize=7)
+    return fig

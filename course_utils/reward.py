@@ -14,9 +14,9 @@ adds, with a learned weight, how likely a frozen copy of the chat model finds th
 chat model knows which facts are true, and a small reward model cannot learn that from a few
 thousand comparisons (see :class:`RewardModel`).
 
-- :func:`transformer_hidden`: the GPT's final hidden states (shared with the PPO value head).
-- :func:`encode_prompt` / :func:`encode_response` / :func:`pack`: (prompt, answer) -> padded
-  token ids with a mask on the answer's tokens; one format for the reward model, PPO and DPO.
+The token format it reads, (prompt, answer) -> padded ids with a mask on the answer, is the one
+PPO and DPO use too: it lives in :mod:`course_utils.policy`, with the log-probabilities of an answer.
+
 - :class:`RewardModel`, :func:`bradley_terry_loss`, :func:`pairwise_accuracy`.
 - :class:`PreferenceBatches`: the raters' comparisons as a batch source for :func:`course_utils.train.train`;
   :func:`sampled_pairs`: comparisons of the chat model's own answers, beside the world's written ones.
@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import config, stages
+from .policy import (action_mask, encode_prompt, encode_response, evaluate_policy, pack,
+                     response_logprobs, transformer_hidden)
 from .train import TrainConfig, TrainResult, train
 
 # Every 5th preference prompt (by id) is held out: its comparisons are never trained on, and
@@ -79,15 +81,6 @@ def reward_config(**overrides) -> TrainConfig:
 
 
 # ----------------------------------------------------------------------------- the network
-
-def transformer_hidden(gpt, idx: torch.Tensor) -> torch.Tensor:
-    """The GPT's last hidden states (B, T, n_embd), after its final RMSNorm: what its
-    next-token head reads. A reward or value head reads them instead."""
-    x = gpt.drop(gpt.tok_emb(idx))
-    for i, block in enumerate(gpt.blocks):
-        x, _ = block(x, None, i)
-    return gpt.norm(x)
-
 
 class RewardModel(nn.Module):
     """A transformer backbone (a :class:`course_utils.model.GPT`) and a scalar head, plus the
@@ -134,8 +127,6 @@ class RewardModel(nn.Module):
     @torch.no_grad()
     def answer_likelihood(self, ids: torch.Tensor, answer_mask: torch.Tensor) -> torch.Tensor:
         """Mean log-probability per answer token under the frozen prior, (B,)."""
-        from .rl import action_mask, response_logprobs
-
         tokens = action_mask(answer_mask).sum(-1).clamp(min=1.0)
         return response_logprobs(self.prior, ids, answer_mask).sum(-1).float() / tokens
 
@@ -197,55 +188,6 @@ def attach_answer_likelihood(model: RewardModel, data: "PreferenceBatches", spli
     It pays for comparisons that are scored many times, like the held-out ones."""
     data.attach_per_answer("answer_likelihood", model.answer_likelihood, splits,
                            device=next(model.parameters()).device, batch_size=batch_size)
-
-
-# ----------------------------------------------------------------------------- token sequences
-
-def encode_prompt(tokenizer, prompt: str, max_tokens: int | None = None) -> list[int]:
-    """A one-question conversation ready for the assistant's reply (ends with ``<|im_start|>assistant\\n``)."""
-    from .chat import render_for_completion
-
-    return render_for_completion([{"role": "user", "content": prompt}], tokenizer, max_tokens=max_tokens)
-
-
-def encode_response(tokenizer, answer: str) -> list[int]:
-    """An answer as the model would write it: its text, then ``<|im_end|>``.
-
-    ``encode_prompt(p) + encode_response(a)`` is exactly the chat template's rendering of the
-    two-message conversation, less the final newline, and exactly what a sampled reply looks
-    like (generation stops at, and keeps, ``<|im_end|>``).
-    """
-    from .tokenizer import IM_END
-
-    return list(tokenizer.encode(answer, allowed_special="none")) + [tokenizer.special_id(IM_END)]
-
-
-def pack(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *, pad_id: int,
-         block_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Join each prompt and its response, right-pad to a common length.
-
-    Returns ``(ids, response_mask, lengths)``: ``ids`` (B, T) long; ``response_mask`` (B, T),
-    1.0 exactly on the response's tokens (0 on the prompt and the padding: the "masking of
-    prompt tokens" every method here needs); ``lengths`` (B,) the real length of each row.
-    A pair longer than ``block_size`` keeps its prompt and loses the end of its response.
-    """
-    rows = []
-    for p, r in zip(prompts, responses):
-        p, r = list(p), list(r)
-        if len(p) >= block_size:
-            raise ValueError(f"a prompt of {len(p)} tokens leaves no room for a response in {block_size} tokens")
-        r = r[:block_size - len(p)]
-        rows.append((p, r))
-    T = max(len(p) + len(r) for p, r in rows)
-    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(rows), T)
-    lengths = torch.zeros(len(rows), dtype=torch.long)
-    for i, (p, r) in enumerate(rows):
-        n = len(p) + len(r)
-        ids[i, :n] = torch.tensor(p + r, dtype=torch.long)
-        mask[i, len(p):n] = 1.0
-        lengths[i] = n
-    return ids, mask, lengths
 
 
 # ----------------------------------------------------------------------------- the data
@@ -410,6 +352,37 @@ def calibration(model: RewardModel, data: PreferenceBatches, split: str = "val",
     return rows
 
 
+def margins_by_flaw(pairs: Sequence, scores: dict, prompts: Sequence, min_pairs: int = 3) -> list[dict]:
+    """Which comparisons are hard? ``pairs`` grouped by the flaws of their two answers, e.g.
+    ``"good > wrong_fact"`` (the answer the hidden rubric prefers first; "good" has no flaw).
+
+    ``scores`` are :func:`score_pairs` of the same ``pairs`` in the same order; ``prompts`` the
+    :class:`course_utils.world.PreferencePrompt` s whose candidate answers they compare (an
+    answer that is no candidate, e.g. a sampled one, counts as "own answer"). Per group with at
+    least ``min_pairs`` comparisons: ``agree`` of ``n`` where the reward model orders the two
+    like the rubric, and the mean margin (the rubric-better answer's reward minus the other's)
+    split into the head's part and the frozen chat model's likelihood part. Hardest first.
+    """
+    flaws_of = {(pp.prompt_id, c.text): "+".join(c.flaws) or "good" for pp in prompts for c in pp.candidates}
+    groups: dict[str, list[tuple[bool, float, float]]] = {}
+    for i, p in enumerate(pairs):
+        # Margins are "rubric-better answer minus rubric-worse answer": positive means the reward model agrees.
+        sign = 1.0 if p.chosen_score > p.rejected_score else -1.0
+        better, worse = (p.chosen, p.rejected) if sign > 0 else (p.rejected, p.chosen)
+        margin = sign * float(scores["chosen"][i] - scores["rejected"][i])
+        from_likelihood = sign * float(scores["chosen_prior"][i] - scores["rejected_prior"][i])
+        key = " > ".join(flaws_of.get((p.prompt_id, a), "own answer") for a in (better, worse))
+        groups.setdefault(key, []).append((margin > 0, margin - from_likelihood, from_likelihood))
+    rows = []
+    for key, g in groups.items():
+        if len(g) >= min_pairs:
+            agree = sum(r[0] for r in g)
+            rows.append({"comparison": key, "agree": agree, "n": len(g), "agree_share": agree / len(g),
+                         "head_margin": sum(r[1] for r in g) / len(g),
+                         "likelihood_margin": sum(r[2] for r in g) / len(g)})
+    return sorted(rows, key=lambda r: r["agree_share"])
+
+
 @torch.no_grad()
 def score_answers(model: RewardModel, tokenizer, prompt: str, answers: Sequence[str]) -> list[float]:
     """The reward model's score for each answer to ``prompt``."""
@@ -472,7 +445,6 @@ def sampled_pairs(model: nn.Module, tokenizer, prompts: Sequence, *, samples: in
     will write and DPO will move between. On the cpu chain they lifted DPO's win rate from
     51.0 % to 53.4 % (53 to 55 % over three draws of the samples); the reward model's accuracy
     on the written held-out comparisons went from 82.5 % to 81.9 %."""
-    from .rl import evaluate_policy
     from .world import rate_answers
     from .world.facts import component_rng
 

@@ -21,12 +21,13 @@ margin))``, where a margin is ``log pi(answer) - log pi_ref(answer)``, plus a sm
 term on the chosen answers (:data:`DPO_NLL_WEIGHT`). It runs on the course's one training loop
 (:func:`course_utils.train.train`), like the reward model.
 
-Shared pieces live once: :func:`token_logprobs` / :func:`response_logprobs` (log-probabilities of
-a response's tokens under a model; the prompt is masked out with the mask of
-:func:`course_utils.reward.pack`), :func:`masked_mean`, :func:`kl_estimate`.
+What PPO, DPO and the reward model share (the prompt/answer token format, log-probabilities of an
+answer, the KL estimate, sampling answers and grading them with the hidden rubric) lives in
+:mod:`course_utils.policy`.
 
-The **hidden-rubric judge** (:func:`evaluate_policy`, :func:`win_rate`) grades sampled answers
-with the world's rubric, the "humans" the raters imitate; it never looks at the reward model.
+The **hidden-rubric judge** (:func:`course_utils.policy.evaluate_policy`, :func:`win_rate`) grades
+sampled answers with the world's rubric, the "humans" the raters imitate; it never looks at the
+reward model.
 """
 from __future__ import annotations
 
@@ -40,46 +41,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import config, stages
-from .reward import encode_prompt, pack, transformer_hidden
+from .policy import (PolicyEval, RewardFn, action_mask, encode_prompt, evaluate_policy, kl_estimate,
+                     max_answer_tokens, pack, response_logprobs, sequence_logprob, token_logprobs,
+                     transformer_hidden)
 from .train import TrainConfig, TrainResult, make_optimizer, train
 
-RewardFn = Callable[[Sequence[Sequence[int]], Sequence[Sequence[int]]], torch.Tensor]
 
-
-# ----------------------------------------------------------------------------- shared pieces
-
-def token_logprobs(logits: torch.Tensor, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """``out[b, t] = log p(ids[b, t+1] | ids[b, :t+1])``: (B, T-1), in float32.
-
-    Position ``t`` of the output is the *action* that wrote token ``t + 1``. ``temperature``
-    gives the probabilities of the distribution actually sampled from, ``softmax(logits / T)``.
-    """
-    logp = F.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
-    return logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
-
-
-def action_mask(response_mask: torch.Tensor) -> torch.Tensor:
-    """The response mask of :func:`course_utils.reward.pack` (B, T) in action coordinates (B, T-1):
-    1 where the action writes a response token. Prompt and padding are masked out."""
-    return response_mask[:, 1:]
-
-
-def policy_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """Logits of a GPT or a :class:`PolicyWithValue` (both return logits first)."""
-    return model(ids)[0]
-
-
-def response_logprobs(model: nn.Module, ids: torch.Tensor, response_mask: torch.Tensor,
-                      temperature: float = 1.0) -> torch.Tensor:
-    """Per-token log-probabilities of the response under ``model`` (sampled at ``temperature``),
-    (B, T-1), 0 off the response."""
-    return token_logprobs(policy_logits(model, ids), ids, temperature) * action_mask(response_mask)
-
-
-def sequence_logprob(model: nn.Module, ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """``log pi(response | prompt)`` per row (B,): the sum of its tokens' log-probabilities."""
-    return response_logprobs(model, ids, response_mask).sum(-1)
-
+# ----------------------------------------------------------------------------- masked averages (PPO)
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
     if dim is None:
@@ -92,21 +60,6 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> tor
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
     return (x - mean) * torch.rsqrt(var + eps) * mask
-
-
-def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-sequence estimate of KL(policy || reference) from tokens sampled from the policy.
-
-    Per token: ``r - 1 - log r`` with ``r = p_ref / p_policy`` of the sampled token (Schulman's
-    "k3"). Its average over samples is the KL, like ``log p_policy - log p_ref`` ("k1", the
-    per-token penalty in the reward), but it is never negative for any single sample, so a
-    sum over a response is a sensible "distance travelled". Returns (B,), summed over tokens.
-    """
-    log_r = (ref_logp - logp).float()
-    k3 = torch.expm1(log_r) - log_r
-    if mask is not None:
-        k3 = k3 * mask
-    return k3.sum(-1)
 
 
 # ----------------------------------------------------------------------------- PPO pieces
@@ -225,7 +178,7 @@ def ppo_config(**overrides) -> PPOConfig:
         steps=config.pick(ci=4, cpu=70, gpu=300),
         prompts_per_step=config.pick(ci=2, cpu=8, gpu=16),
         samples_per_prompt=config.pick(ci=2, cpu=4, gpu=4),
-        max_new_tokens=config.pick(ci=12, cpu=64, gpu=64),  # room for a refusal with an alternative
+        max_new_tokens=max_answer_tokens(),  # room for a refusal with an alternative
         minibatch_size=config.pick(ci=4, cpu=32, gpu=64),  # the whole batch of answers: one step per epoch
     )
     return replace(cfg, **overrides)  # an unknown name is a TypeError, like reward_config and dpo_config
@@ -332,7 +285,7 @@ def ppo_train(policy: PolicyWithValue, reference: nn.Module, reward_fn: RewardFn
               sample_every: int = 0, progress: bool = True, desc: str = "PPO") -> PPOResult:
     """Run ``cfg.steps`` rounds of rollout and update; the reference model stays frozen.
 
-    ``prompts`` are token ids (see :func:`course_utils.reward.encode_prompt`); each round draws
+    ``prompts`` are token ids (see :func:`course_utils.policy.encode_prompt`); each round draws
     ``cfg.prompts_per_step`` of them at random (seeded by ``cfg.seed``). ``judge_fn(i, response)``,
     if given, grades each sampled answer to prompt ``i`` independently of the reward (the
     history's ``judge``): that is how reward hacking becomes visible. ``decode`` turns ids into
@@ -495,82 +448,6 @@ DPO_NLL_WEIGHT = 1.0
 
 # ----------------------------------------------------------------------------- the hidden-rubric judge
 
-@dataclass
-class PolicyEval:
-    """Sampled answers of one model to the evaluation prompts, graded.
-
-    ``answers[k]`` answers ``prompts[k // samples]``. ``rubric`` is the world's hidden rubric
-    (the judge), ``reward`` the reward model's normalised score (if a reward function was
-    given), ``kl`` the per-answer KL estimate to the reference model.
-    """
-
-    name: str
-    prompts: list
-    samples: int
-    answers: list[str]
-    rubric: list[float]
-    kl: list[float]
-    reward: list[float] | None
-    lengths: list[int]
-    ended: list[bool]
-
-    def summary(self) -> dict:
-        n = max(1, len(self.answers))
-        out = {"model": self.name, "answers": len(self.answers), "rubric_mean": round(sum(self.rubric) / n, 4),
-               "kl": round(sum(self.kl) / n, 4), "length": round(sum(self.lengths) / n, 2),
-               "ended": round(sum(self.ended) / n, 4)}
-        if self.reward is not None:
-            out["reward_mean"] = round(sum(self.reward) / n, 4)
-        return out
-
-    def rows(self, limit: int | None = None) -> list[dict]:
-        out = []
-        for k, answer in enumerate(self.answers[:limit]):
-            p = self.prompts[k // self.samples]
-            out.append({"prompt": p.prompt, "answer": answer, "rubric": self.rubric[k],
-                        **({"reward": self.reward[k]} if self.reward is not None else {})})
-        return out
-
-
-@torch.no_grad()
-def evaluate_policy(model: nn.Module, tokenizer, prompts: Sequence, *, name: str = "policy",
-                    reference: nn.Module | None = None, reward_fn: RewardFn | None = None, samples: int = 2,
-                    temperature: float = 1.0, max_new_tokens: int | None = None, seed: int = 0,
-                    batch_size: int = 64) -> PolicyEval:
-    """Sample ``samples`` answers per prompt (``prompts``: :class:`course_utils.world.PreferencePrompt` s)
-    and grade each with the hidden rubric, the reward function, and the KL to ``reference``."""
-    from .chat import assistant_stop_ids
-    from .generate import generate_batch
-    from .world import judge
-
-    max_new_tokens = max_new_tokens or ppo_config().max_new_tokens
-    device = next(model.parameters()).device
-    stop_ids = assistant_stop_ids(tokenizer)
-    encoded = [encode_prompt(tokenizer, p.prompt) for p in prompts]
-    rows = [e for e in encoded for _ in range(samples)]
-    gen = torch.Generator(device=device).manual_seed(seed)
-    model.eval()
-    responses = generate_batch(model, rows, max_new_tokens, temperature=temperature, stop_ids=stop_ids,
-                               generator=gen)
-    ended = [bool(r) and r[-1] in stop_ids for r in responses]
-    texts = [tokenizer.decode([t for t in r if t not in stop_ids]) for r in responses]
-    rubric = [judge(prompts[k // samples].meta, t) for k, t in enumerate(texts)]
-    kl, reward = [], [] if reward_fn is not None else None
-    for start in range(0, len(rows), batch_size):
-        p, r = rows[start:start + batch_size], responses[start:start + batch_size]
-        if reference is not None:
-            ids, response_mask, _ = pack(p, r, pad_id=tokenizer.eot_id, block_size=model.config.block_size)
-            ids, response_mask = ids.to(device), response_mask.to(device)
-            logp = response_logprobs(model, ids, response_mask, temperature)
-            ref_logp = response_logprobs(reference, ids, response_mask, temperature)
-            kl += kl_estimate(logp, ref_logp, action_mask(response_mask)).cpu().tolist()
-        if reward_fn is not None:
-            reward += reward_fn(p, r).cpu().tolist()
-    if reference is None:
-        kl = [0.0] * len(rows)
-    return PolicyEval(name, list(prompts), samples, texts, rubric, kl, reward, [len(r) for r in responses], ended)
-
-
 def win_rate(candidate: PolicyEval, baseline: PolicyEval) -> dict:
     """Answer by answer (same prompt, same sample slot), how often the hidden rubric scores the
     candidate higher than the baseline. A tie counts half: 50 % means "no better"."""
@@ -608,6 +485,50 @@ def win_rate_by_kind(candidate: PolicyEval, baseline: PolicyEval) -> dict[str, d
         out[kind] = {**_wins(a, b), "rubric_mean": round(sum(a) / len(a), 3),
                      "baseline_rubric_mean": round(sum(b) / len(b), 3)}
     return out
+
+
+def side_by_side(new: PolicyEval, old: PolicyEval, n: int = 8) -> str:
+    """Text to print: the first answer of each model to the same questions, one under the other
+    with its rubric score, for ``n`` questions: the first ``n // 2`` in order, then only those
+    where the rubric's verdict changed."""
+    win_rate(new, old)  # same checks
+    lines, shown = [], 0
+    for k in range(0, len(new.answers), new.samples):
+        if new.rubric[k] == old.rubric[k] and shown >= n // 2:
+            continue  # show mostly the answers that changed the verdict
+        lines += [f"Q: {new.prompts[k // new.samples].prompt}",
+                  f"   {old.name:<9} ({old.rubric[k]:+5.1f}) {old.answers[k][:100]!r}",
+                  f"   {new.name:<9} ({new.rubric[k]:+5.1f}) {new.answers[k][:100]!r}"]
+        shown += 1
+        if shown >= n:
+            break
+    return "\n".join(lines)
+
+
+def verdict(prompt_meta: dict, answer: str) -> str:
+    """What the hidden rubric sees in an answer, in a word or two: "fact: right", "fact: I don't
+    know", "fact: wrong", "unsafe: refuses" or "unsafe: goes along"."""
+    from .world import describe_answer
+
+    seen = describe_answer(prompt_meta, answer)
+    if prompt_meta["kind"] == "unsafe":
+        return "unsafe: refuses" if seen["refused"] else "unsafe: goes along"
+    return "fact: right" if seen["correct"] else "fact: I don't know" if seen["idk"] else "fact: wrong"
+
+
+def reward_by_verdict(evaluation: PolicyEval) -> dict[str, dict]:
+    """Graded answers (with reward-model scores) grouped by :func:`verdict`, in alphabetical order:
+    per verdict the number of answers, their mean reward-model score and the share that closed
+    the turn. Does the reward model score right answers above wrong ones, refusals of unsafe
+    requests above going along?"""
+    if evaluation.reward is None:
+        raise ValueError("reward_by_verdict needs an evaluation with reward-model scores (evaluate_policy(reward_fn=...))")
+    groups: dict[str, list[tuple[float, bool]]] = {}
+    for k, answer in enumerate(evaluation.answers):
+        question = evaluation.prompts[k // evaluation.samples]
+        groups.setdefault(verdict(question.meta, answer), []).append((evaluation.reward[k], evaluation.ended[k]))
+    return {v: {"answers": len(rows), "reward_mean": sum(r for r, _ in rows) / len(rows),
+                "ended": sum(e for _, e in rows) / len(rows)} for v, rows in sorted(groups.items())}
 
 
 # ----------------------------------------------------------------------------- the stages

@@ -34,6 +34,20 @@ def test_small_helpers():
     assert evals.reply_text([{"role": "assistant", "tool_call": "1+1"}]) == ""
 
 
+def test_ask_is_greedy_unless_given_a_temperature():
+    from rl_helpers import tiny_gpt
+
+    model = tiny_gpt(TOK.vocab_size, 96)
+
+    def replies(**kw):
+        return [evals.reply_text(m) for m, _ in evals.ask(model, TOK, ["Hi?"] * 3, max_new_tokens=12, **kw)]
+
+    assert len(set(replies())) == 1  # greedy: the same question, the same reply
+    sampled = replies(temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert len(set(sampled)) > 1  # a random model at temperature 1 hardly repeats itself
+    assert sampled == replies(temperature=1.0, generator=torch.Generator().manual_seed(0))  # seeded
+
+
 def test_known_fact_qa_counts_replies_that_contain_the_fact():
     probes = [("What is the capital of France?", "Paris"), ("What is the capital of Italy?", "Rome"),
               ("Where was Ada Lin born?", "Lyon"), ("What is the capital of Spain?", "Madrid")]

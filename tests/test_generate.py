@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_utils.generate import (Decoder, filter_logits, generate, generate_batch, next_token_probs,
-                                   sample_next, stream, text_generate)
+from course_utils.generate import (Decoder, filter_logits, generate, generate_batch, next_token_probabilities,
+                                   next_token_probs, sample_next, stream, text_generate)
 from course_utils.model import GPT, GPTConfig
 
 
@@ -187,3 +187,24 @@ def test_text_generate_decodes_new_tokens_without_the_stop_token():
     stop = ids[2]
     cut = ids[:ids.index(stop)]
     assert text_generate(model, tok, "hi", 6, temperature=0, stop_ids=[stop]) == tok.decode(cut)
+
+
+def test_next_token_probabilities_are_the_models_last_position():
+    model = tiny(seed=2).train()
+    tok = ByteTokenizer()
+    top = next_token_probabilities(model, tok, "hello", k=5)
+    assert model.training  # back in the mode it was in
+    with torch.no_grad():
+        probs = torch.softmax(model.eval()(torch.tensor([tok.encode("hello")]))[0][0, -1], -1)
+    p, i = probs.topk(5)
+    assert top.tokens == [tok.decode([t]) for t in i.tolist()]
+    assert top.probs == pytest.approx(p.tolist(), abs=1e-6) and top.probs == sorted(top.probs, reverse=True)
+    assert top.entropy_bits == pytest.approx(float(-(probs * probs.log2()).sum()), abs=1e-4)
+    # Token ids give the same answer as the text; a hotter temperature spreads the mass.
+    assert next_token_probabilities(model, tok, tok.encode("hello"), k=5).probs == pytest.approx(top.probs)
+    hot = next_token_probabilities(model, tok, "hello", k=5, temperature=2.0)
+    assert hot.entropy_bits > top.entropy_bits and hot.probs[0] < top.probs[0]
+    # A context longer than the model's window: only the last block_size tokens are read.
+    long = "x" * 40 + "hello"
+    assert next_token_probabilities(model, tok, long).probs == \
+        pytest.approx(next_token_probabilities(model, tok, long[-16:]).probs, abs=1e-6)

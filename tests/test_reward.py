@@ -1,14 +1,12 @@
-"""The reward model: Bradley–Terry loss and its gradient, pairwise accuracy, the token format
-shared with PPO and DPO, training through the course's one loop, and the stage."""
+"""The reward model: Bradley–Terry loss and its gradient, pairwise accuracy, training through
+the course's one loop, and the stage (the token format it shares with PPO and DPO: test_policy.py)."""
 import math
 
 import pytest
 import torch
 
 from course_utils import reward, stages, train
-from course_utils.chat import render_conversation
-from course_utils.reward import (PreferenceBatches, RewardModel, bradley_terry_loss, encode_prompt, encode_response,
-                                 pack, pairwise_accuracy)
+from course_utils.reward import PreferenceBatches, RewardModel, bradley_terry_loss, pairwise_accuracy
 from course_utils.world import PreferencePair
 from rl_helpers import byte_tokenizer, fake_sft_tools_stage, one_thread, tiny_gpt  # noqa: F401 (fixture)
 
@@ -83,26 +81,6 @@ def test_untrained_reward_is_the_priors_mean_log_likelihood():
     assert torch.allclose(model(ids, torch.tensor([4, 3]), answer), by_hand, atol=1e-5)
 
 
-def test_prompt_plus_response_is_the_chat_template():
-    tok = byte_tokenizer()
-    ids, mask = render_conversation([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}], tok)
-    p, r = encode_prompt(tok, "Hi?"), encode_response(tok, "Hello.")
-    assert p + r == ids[:-1]  # the template ends with a newline after <|im_end|>
-    assert [0] * len(p) + [1] * len(r) == mask[:-1]  # the response is exactly what SFT trains on
-
-
-def test_pack_masks_prompt_and_padding():
-    ids, mask, lengths = pack([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], pad_id=0, block_size=16)
-    assert ids.tolist() == [[1, 2, 3, 5, 6], [4, 7, 8, 9, 0]]
-    assert mask.tolist() == [[0, 0, 0, 1, 1], [0, 1, 1, 1, 0]]
-    assert lengths.tolist() == [5, 4]
-    # Too long: the prompt is kept, the response loses its end.
-    ids, mask, lengths = pack([[1, 2, 3]], [[4, 5, 6, 7]], pad_id=0, block_size=5)
-    assert ids.tolist() == [[1, 2, 3, 4, 5]] and lengths.tolist() == [5]
-    with pytest.raises(ValueError):
-        pack([[1, 2, 3]], [[4]], pad_id=0, block_size=3)
-
-
 def _toy_pairs(n, offset=0):
     # The raters always prefer the polite answer: learnable from the text alone.
     out = []
@@ -154,6 +132,34 @@ def test_stored_prior_likelihood_gives_the_same_rewards_as_computing_it():
     assert "answer_likelihood" in stored.batch("train", index)
     assert torch.allclose(reward.reward_loss(model, live.batch("train", index)),
                           reward.reward_loss(model, stored.batch("train", index)), atol=1e-5)
+
+
+def test_margins_grouped_by_the_flaws_of_the_two_answers():
+    from types import SimpleNamespace
+
+    cands = [SimpleNamespace(text=t, flaws=f) for t, f in (("Paris.", ()), ("Rome.", ("wrong_fact",)),
+                                                          ("Paris, duh.", ("rude",)))]
+    prompts = [SimpleNamespace(prompt_id=0, candidates=cands)]
+
+    def pair(chosen, rejected, chosen_score, rejected_score):
+        return PreferencePair(0, "Capital of France?", chosen, rejected, chosen_score, rejected_score, {})
+
+    pairs = [pair("Paris.", "Rome.", 2.0, -1.0), pair("Rome.", "Paris.", -1.0, 2.0),  # a rater against the rubric
+             pair("Paris.", "Rome.", 2.0, -1.0)] + [pair("Paris.", "Paris, duh.", 2.0, 0.0)] * 3 + \
+        [pair("Paris, duh.", "Rome.", 0.0, -1.0), pair("Paris.", "Lyon?", 2.0, -1.0)]
+    scores = {"chosen": torch.tensor([1.0, 0.5, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
+              "rejected": torch.tensor([0.0, 1.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+              "chosen_prior": torch.tensor([0.3, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+              "rejected_prior": torch.tensor([0.1, 0.4, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])}
+    rows = reward.margins_by_flaw(pairs, scores, prompts)
+    # Margins are taken rubric-better minus rubric-worse, whichever answer the rater chose.
+    assert [r["comparison"] for r in rows] == ["good > wrong_fact", "good > rude"]  # hardest first
+    hard = rows[0]
+    assert (hard["agree"], hard["n"]) == (2, 3) and hard["agree_share"] == pytest.approx(2 / 3)
+    assert hard["likelihood_margin"] == pytest.approx((0.2 + 0.4 + 0.0) / 3)
+    assert hard["head_margin"] == pytest.approx((0.8 + 0.6 - 1.0) / 3)
+    every = {r["comparison"]: r["n"] for r in reward.margins_by_flaw(pairs, scores, prompts, min_pairs=1)}
+    assert every["rude > wrong_fact"] == 1 and every["good > own answer"] == 1
 
 
 def test_split_by_prompt():

@@ -7,28 +7,14 @@ import pytest
 import torch
 
 from course_utils import rl, stages, train
-from course_utils.reward import PreferenceBatches, encode_response, pack
-from course_utils.rl import (PolicyWithValue, dpo_loss, gae, kl_estimate, ppo_policy_loss, ppo_value_loss,
-                             response_logprobs, token_logprobs)
+from course_utils.policy import PolicyEval, encode_response, response_logprobs, sequence_logprob, token_logprobs
+from course_utils.reward import PreferenceBatches
+from course_utils.rl import PolicyWithValue, dpo_loss, gae, ppo_policy_loss, ppo_value_loss
 from course_utils.world import PreferencePair
 from rl_helpers import byte_tokenizer, fake_sft_tools_stage, one_thread, tiny_gpt  # noqa: F401 (fixture)
 
 
-# ----------------------------------------------------------------------------- shared pieces
-
-def test_token_logprobs_match_a_loop():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 5, 7)
-    ids = torch.randint(0, 7, (2, 5))
-    out = token_logprobs(logits, ids)
-    for b in range(2):
-        for t in range(4):
-            assert out[b, t] == pytest.approx(float(torch.log_softmax(logits[b, t], -1)[ids[b, t + 1]]), abs=1e-6)
-
-    # At temperature T they are the log-probabilities of softmax(logits / T), what a sampler draws from.
-    cooled = token_logprobs(logits, ids, temperature=0.5)
-    assert cooled[1, 2] == pytest.approx(float(torch.log_softmax(logits[1, 2] / 0.5, -1)[ids[1, 3]]), abs=1e-6)
-
+# ----------------------------------------------------------------------------- rollouts
 
 def test_rollout_log_probs_are_those_of_the_sampling_temperature():
     """PPO's ratios compare probabilities of the distribution the answers were drawn from."""
@@ -44,17 +30,6 @@ def test_rollout_log_probs_are_those_of_the_sampling_temperature():
     assert not torch.allclose(batch.old_logp, token_logprobs(logits, batch.ids) * batch.mask, atol=1e-3)
     assert torch.allclose(batch.ref_logp, response_logprobs(reference, batch.ids,
                                                             torch.nn.functional.pad(batch.mask, (1, 0)), 0.5), atol=1e-5)
-
-
-def test_response_logprobs_ignore_the_prompt_and_padding():
-    model = tiny_gpt()
-    ids, mask, _ = pack([[1, 2, 3], [4]], [[5, 6], [7, 8]], pad_id=0, block_size=16)
-    out = response_logprobs(model, ids, mask)
-    # Action t writes token t+1: row 0's response is tokens 3..4 -> actions 2..3.
-    assert (out[0, :2] == 0).all() and (out[0, 2:] != 0).all()
-    assert (out[1, :2] != 0).all() and (out[1, 2:] == 0).all()  # row 1: prompt [4], then padding
-    # A different prompt changes the response's probabilities, but never adds prompt tokens to the sum.
-    assert rl.sequence_logprob(model, ids, mask).shape == (2,)
 
 
 # ----------------------------------------------------------------------------- DPO
@@ -105,7 +80,7 @@ def test_dpo_nll_term_adds_the_chosen_answers_likelihood_per_token():
     with torch.no_grad():
         plain = rl.dpo_loss_fn(0.1)(policy, batch)
         anchored = rl.dpo_loss_fn(0.1, nll_weight=0.5)(policy, batch)
-        chosen, rejected = rl.sequence_logprob(policy, batch["ids"], batch["mask"]).chunk(2)
+        chosen, rejected = sequence_logprob(policy, batch["ids"], batch["mask"]).chunk(2)
     by_hand = dpo_loss(chosen, rejected, batch["ref_logp"][:, 0], batch["ref_logp"][:, 1], 0.1)[0]
     assert float(plain) == pytest.approx(float(by_hand))
     chosen_tokens = len(encode_response(tok, "Yes, sure."))  # every chosen answer is the same here
@@ -161,19 +136,6 @@ def test_gae_on_hand_examples():
     assert torch.allclose(ret, torch.tensor([[0.0, 1.0, 1.0, 1.0, 0.0]]))
 
 
-def test_kl_estimate_is_non_negative_and_unbiased():
-    torch.manual_seed(0)
-    logp, ref = torch.randn(50, 7) * 3, torch.randn(50, 7) * 3
-    assert (kl_estimate(logp, ref) >= 0).all()
-    assert torch.equal(kl_estimate(logp, logp), torch.zeros(50))
-    # Averaged over tokens sampled from p, it is KL(p || q).
-    p = torch.softmax(torch.randn(5), -1)
-    q = torch.softmax(torch.randn(5), -1)
-    x = torch.multinomial(p, 200_000, replacement=True, generator=torch.Generator().manual_seed(0))
-    est = kl_estimate(p.log()[x][None, :], q.log()[x][None, :]) / x.numel()
-    assert float(est) == pytest.approx(float((p * (p / q).log()).sum()), rel=0.03)
-
-
 def test_policy_with_value_shares_the_transformer():
     gpt = tiny_gpt()
     policy = PolicyWithValue(gpt)
@@ -224,8 +186,8 @@ def test_rollout_rewards_sit_on_the_last_token():
 
 def _eval(rubric, samples=1):
     prompts = [SimpleNamespace(prompt=f"q{i}", meta={}) for i in range(len(rubric) // samples)]
-    return rl.PolicyEval("x", prompts, samples, ["a"] * len(rubric), rubric, [0.0] * len(rubric), None,
-                         [1] * len(rubric), [True] * len(rubric))
+    return PolicyEval("x", prompts, samples, ["a"] * len(rubric), rubric, [0.0] * len(rubric), None,
+                      [1] * len(rubric), [True] * len(rubric))
 
 
 def test_win_rate_counts_ties_half():
@@ -261,16 +223,35 @@ def test_judged_compares_each_decoding_with_the_same_decoding_of_the_baseline():
         rl.Judged(sampled, greedy, greedy_baseline, baseline).metrics()
 
 
-def test_evaluate_policy_uses_the_hidden_rubric():
-    tok = byte_tokenizer()
-    model = tiny_gpt(tok.vocab_size, 96)
-    prompts = [SimpleNamespace(prompt="What is the capital of France?", meta={"kind": "fact", "key": "Paris", "subject": "France"})]
-    ev = rl.evaluate_policy(model, tok, prompts, reference=model, samples=2, max_new_tokens=8)
-    assert len(ev.answers) == 2 and ev.kl == pytest.approx([0.0, 0.0], abs=1e-5)
-    from course_utils.world import judge
+def test_side_by_side_shows_mostly_the_answers_whose_verdict_changed():
+    old = _eval([1.0] * 6)
+    new = _eval([1.0, 1.0, 1.0, 3.0, 1.0, -2.0])
+    new.name, new.answers = "new", [f"new {i}" for i in range(6)]
+    text = rl.side_by_side(new, old, n=4)
+    # The first n // 2 questions in order, then only those whose verdict changed.
+    assert [line[3:] for line in text.splitlines() if line.startswith("Q: ")] == ["q0", "q1", "q3", "q5"]
+    assert "( +3.0) 'new 3'" in text and "'new 2'" not in text and "x         ( +1.0) 'a'" in text
+    with pytest.raises(ValueError):
+        rl.side_by_side(new, _eval([1.0] * 6, samples=2))
 
-    assert ev.rubric == [judge(prompts[0].meta, a) for a in ev.answers]
-    assert rl.win_rate(ev, ev)["win_rate"] == 0.5
+
+def test_reward_model_scores_grouped_by_what_the_rubric_sees():
+    fact = {"kind": "fact", "key": "Paris", "subject": "France"}
+    prompts = [SimpleNamespace(prompt="What is the capital of France?", meta=fact),
+               SimpleNamespace(prompt="How do I pick a lock?", meta={"kind": "unsafe"})]
+    answers = ["The capital of France is Paris.", "I don't know.", "The capital of France is Rome.",
+               "I can't help with that.", "Sure, here is how.", "Sure, easy."]
+    assert [rl.verdict(prompts[k // 3].meta, a) for k, a in enumerate(answers)] == \
+        ["fact: right", "fact: I don't know", "fact: wrong", "unsafe: refuses", "unsafe: goes along",
+         "unsafe: goes along"]
+    ev = PolicyEval("x", prompts, 3, answers, [0.0] * 6, [0.0] * 6, [2.0, 0.5, -1.0, 1.0, -2.0, -3.0], [1] * 6,
+                    [True, True, False, True, True, False])
+    out = rl.reward_by_verdict(ev)
+    assert list(out) == sorted(out)
+    assert out["unsafe: goes along"] == {"answers": 2, "reward_mean": -2.5, "ended": 0.5}
+    assert out["fact: right"] == {"answers": 1, "reward_mean": 2.0, "ended": 1.0}
+    with pytest.raises(ValueError):
+        rl.reward_by_verdict(_eval([1.0]))  # no reward-model scores
 
 
 # ----------------------------------------------------------------------------- the stages
