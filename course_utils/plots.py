@@ -482,10 +482,10 @@ def plot_rl_history(runs: dict, axes=None, *, keys=("score", "kl", "judge"), smo
     return axes
 
 
-def plot_reward_training(history, *, noise_ceiling: float, target: float | None = None):
+def plot_reward_training(history, *, noise_ceiling: float):
     """The reward model's training in two panels (returns the figure): its Bradley–Terry loss
     (:func:`plot_loss_curves`) and its held-out pairwise accuracy at each evaluation, against
-    the rater-noise ceiling, the course's ``target`` and a coin flip."""
+    the rater-noise ceiling and a coin flip."""
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5), layout="constrained")
@@ -493,8 +493,6 @@ def plot_reward_training(history, *, noise_ceiling: float, target: float | None 
     evals = [h for h in history if "val_accuracy" in h]
     b.plot([h["step"] for h in evals], [h["val_accuracy"] for h in evals], "o-", label="held-out accuracy")
     b.axhline(noise_ceiling, color="tab:green", linestyle="--", label=f"noise ceiling {noise_ceiling:.1%}")
-    if target is not None:
-        b.axhline(target, color="tab:red", linestyle=":", label=f"course target {target:.0%}")
     b.axhline(0.5, color="gray", linestyle=":", label="coin flip")
     b.set_xlabel("step")
     b.set_ylim(0.4, 1.0)

@@ -110,17 +110,15 @@ def test_plot_arithmetic_accuracy_one_bar_per_setting():
     assert texts(ax) == ["5%", "0%", "50%"] and "40" in ax.get_title()
 
 
-def test_plot_reward_training_accuracy_against_ceiling_and_target():
+def test_plot_reward_training_accuracy_against_the_noise_ceiling():
     history = [{"step": s, "train_loss": 0.7 - s / 100, "val_loss": None} for s in range(1, 11)]
     history[4].update(val_loss=0.65, val_accuracy=0.6)
     history[9].update(val_loss=0.6, val_accuracy=0.7)
-    fig = plots.plot_reward_training(history, noise_ceiling=0.9, target=0.85)
+    fig = plots.plot_reward_training(history, noise_ceiling=0.9)
     loss, accuracy = fig.axes
     assert list(accuracy.lines[0].get_xdata()) == [5, 10] and list(accuracy.lines[0].get_ydata()) == [0.6, 0.7]
-    assert legend_labels(accuracy) == ["held-out accuracy", "noise ceiling 90.0%", "course target 85%", "coin flip"]
+    assert legend_labels(accuracy) == ["held-out accuracy", "noise ceiling 90.0%", "coin flip"]
     assert loss.get_title() == "Bradley–Terry loss" and len(loss.lines) == 3  # raw, smoothed, validation
-    no_target = plots.plot_reward_training(history, noise_ceiling=0.9)
-    assert len(no_target.axes[1].lines) == 3
 
 
 def test_plot_answer_scores_colours_by_the_rubric():
