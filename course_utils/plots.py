@@ -518,27 +518,32 @@ def plot_answer_scores(panels: dict):
     return fig
 
 
-def plot_policy_comparison(models: dict, *, greedy_win_rate: float | None = None, ceiling: float | None = None):
+def plot_policy_comparison(models: dict, *, ceiling: float, greedy_ceiling: float):
     """Policies side by side in three panels (returns the figure): win rate against ``sft_tools``
-    by the hidden rubric, KL to ``sft_tools`` and training compute. ``models`` maps a name to
-    ``{"win_rate", "kl", "seconds"}``; the first is the baseline (grey). The win-rate panel marks
-    50 % (no better), ``sft_tools`` decoding greedily and the ``ceiling`` (a perfect model)."""
+    by the hidden rubric, sampled and greedy (each against ``sft_tools`` decoding the same way),
+    KL to ``sft_tools`` and training compute. ``models`` maps a name to ``{"win_rate",
+    "greedy_win_rate", "kl", "seconds"}``. The win-rate panel marks 50 % (no better) and each
+    decoding's ceiling (a perfect model's win rate)."""
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3), layout="constrained")
     names = list(models)
-    colors = (["gray", "tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange"] * len(names))[:len(names)]
-    for ax, (key, title) in zip(axes, [("win_rate", "win rate vs sft_tools (hidden rubric)"),
-                                       ("kl", "KL to sft_tools (nats per answer)"),
-                                       ("seconds", "training compute (s)")]):
-        ax.bar(names, [models[n][key] for n in names], color=colors)
+    x = np.arange(len(names))
+    win = axes[0]
+    win.bar(x - 0.2, [models[n]["win_rate"] for n in names], 0.4, color="tab:blue", label="sampled")
+    win.bar(x + 0.2, [models[n]["greedy_win_rate"] for n in names], 0.4, color="tab:orange", label="greedy")
+    win.axhline(0.5, color="black", linewidth=0.8)
+    win.axhline(ceiling, color="tab:blue", linestyle=":", linewidth=1, label="ceiling, sampled")
+    win.axhline(greedy_ceiling, color="tab:orange", linestyle=":", linewidth=1, label="ceiling, greedy")
+    win.set_xticks(x, names)
+    win.set_ylim(0, 1)
+    win.set_title("win rate vs sft_tools (hidden rubric)", fontsize=10)
+    win.legend(fontsize=7)
+    for ax, (key, title) in zip(axes[1:], [("kl", "KL to sft_tools (nats per answer)"),
+                                           ("seconds", "training compute (s)")]):
+        ax.bar(names, [models[n][key] for n in names], color="tab:gray")
         ax.set_title(title, fontsize=10)
+    for ax in axes:
         ax.tick_params(axis="x", rotation=20)
-    axes[0].axhline(0.5, color="black", linewidth=0.8)
-    if greedy_win_rate is not None:
-        axes[0].axhline(greedy_win_rate, color="gray", linestyle="--", linewidth=1, label="sft_tools, greedy")
-    if ceiling is not None:
-        axes[0].axhline(ceiling, color="tab:green", linestyle=":", linewidth=1, label="ceiling")
-    if greedy_win_rate is not None or ceiling is not None:
-        axes[0].legend(fontsize=7)
     return fig

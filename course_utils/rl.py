@@ -602,6 +602,22 @@ class RLRun:
     def baseline(self) -> PolicyEval:
         return self.judged.baseline
 
+    def report(self) -> str:
+        """Text to print: the win rate against ``sft_tools`` at each decoding (wins, ties, losses
+        and the ceiling), the KL and the mean rubric score, and the sampled win rate by kind of prompt."""
+        m = self.metrics
+        lines = [f"{self.evaluation.name}:",
+                 f"  sampled: win rate {m['win_rate']:.1%} ({m['wins']} wins, {m['ties']} ties, {m['losses']} "
+                 f"losses; ceiling {m['win_rate_ceiling']:.1%})",
+                 f"  greedy : win rate {m['greedy_win_rate']:.1%} ({m['greedy_wins']} wins, {m['greedy_ties']} ties, "
+                 f"{m['greedy_losses']} losses; ceiling {m['greedy_win_rate_ceiling']:.1%})",
+                 f"  KL to sft_tools {m['eval_kl']:.2f} nats per answer; mean rubric score "
+                 f"{m['baseline_rubric_mean']:+.2f} -> {m['eval_rubric_mean']:+.2f}"]
+        for kind, row in win_rate_by_kind(self.evaluation, self.baseline).items():
+            lines.append(f"  {kind:<7} sampled win rate {row['win_rate']:.0%} over {row['n']} answers; rubric "
+                         f"{row['baseline_rubric_mean']:+.2f} -> {row['rubric_mean']:+.2f}")
+        return "\n".join(lines)
+
 
 def _setting(tokenizer=None):
     """sft_tools (as the reference), its tokenizer, the world and the RL prompts split by prompt."""

@@ -131,16 +131,13 @@ def test_plot_answer_scores_colours_by_the_rubric():
     assert fact.get_title() == "Capital of France?"
 
 
-def test_plot_policy_comparison_three_panels_and_the_yardsticks():
-    models = {"sft_tools": {"win_rate": 0.5, "kl": 0.0, "seconds": 0.0},
-              "PPO": {"win_rate": 0.56, "kl": 0.7, "seconds": 120.0},
-              "DPO": {"win_rate": 0.53, "kl": 1.1, "seconds": 90.0}}
-    fig = plots.plot_policy_comparison(models, greedy_win_rate=0.6, ceiling=0.8)
+def test_plot_policy_comparison_both_decodings_and_their_ceilings():
+    models = {"PPO": {"win_rate": 0.66, "greedy_win_rate": 0.6, "kl": 0.7, "seconds": 120.0},
+              "DPO": {"win_rate": 0.61, "greedy_win_rate": 0.55, "kl": 1.1, "seconds": 90.0}}
+    fig = plots.plot_policy_comparison(models, ceiling=0.9, greedy_ceiling=0.8)
     win, kl, compute = fig.axes
-    assert bar_heights(win) == [0.5, 0.56, 0.53] and bar_heights(kl) == [0.0, 0.7, 1.1]
-    assert bar_heights(compute) == [0.0, 120.0, 90.0]
-    assert [list(line.get_ydata()) for line in win.lines] == [[0.5, 0.5], [0.6, 0.6], [0.8, 0.8]]
-    assert legend_labels(win) == ["sft_tools, greedy", "ceiling"]
-    assert win.patches[0].get_facecolor() == to_rgba("gray")
-    bare = plots.plot_policy_comparison(models)
-    assert len(bare.axes[0].lines) == 1 and bare.axes[0].get_legend() is None
+    assert bar_heights(win) == [0.66, 0.61, 0.6, 0.55]  # sampled bars, then greedy bars
+    assert bar_heights(kl) == [0.7, 1.1] and bar_heights(compute) == [120.0, 90.0]
+    assert [list(line.get_ydata()) for line in win.lines] == [[0.5, 0.5], [0.9, 0.9], [0.8, 0.8]]
+    assert legend_labels(win) == ["ceiling, sampled", "ceiling, greedy", "sampled", "greedy"]
+    assert [t.get_text() for t in win.get_xticklabels()] == ["PPO", "DPO"]

@@ -223,6 +223,20 @@ def test_judged_compares_each_decoding_with_the_same_decoding_of_the_baseline():
         rl.Judged(sampled, greedy, greedy_baseline, baseline).metrics()
 
 
+def test_a_run_reports_both_decodings_with_wins_ties_losses_and_ceilings():
+    best = [SimpleNamespace(score=4.0)]
+    evals = [_eval([4.0, 1.0]), _eval([-2.0, 4.0]), _eval([1.0, 1.0]), _eval([3.0, 4.0])]
+    for ev in evals:
+        for p, kind in zip(ev.prompts, ("fact", "unsafe")):
+            p.candidates, p.meta = best, {"kind": kind}
+    judged = rl.Judged(*evals)
+    run = rl.RLRun(None, None, judged.metrics(), judged, None, None)
+    text = run.report()
+    assert "sampled: win rate 75.0% (1 wins, 1 ties, 0 losses; ceiling 100.0%)" in text
+    assert "greedy : win rate 25.0% (0 wins, 1 ties, 1 losses; ceiling 75.0%)" in text
+    assert "fact    sampled win rate 100% over 1 answers" in text and "unsafe  sampled win rate 50%" in text
+
+
 def test_side_by_side_shows_mostly_the_answers_whose_verdict_changed():
     old = _eval([1.0] * 6)
     new = _eval([1.0, 1.0, 1.0, 3.0, 1.0, -2.0])
