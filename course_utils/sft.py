@@ -40,7 +40,7 @@ def sft_config(**overrides) -> TrainConfig:
     prof steps batch lr     warmup cost
     ==== ===== ===== ====== ====== ===========================================
     ci   20    8     1e-3   3      seconds (every code path, no lesson)
-    cpu  500   16    5e-4   20     ~2M tokens, 4-5 min on 2 cores
+    cpu  700   16    1e-3   20     ~2.9M tokens, 5-6 min on 2 cores
     gpu  1000  32    3e-4   50
     ==== ===== ===== ====== ====== ===========================================
 
@@ -49,9 +49,14 @@ def sft_config(**overrides) -> TrainConfig:
     (59 % at step 50, 39 % at step 300). With pretraining text in every batch the facts hold and
     improve with more steps (a quarter of the batch: 74-80 % at 300 steps, 80-84 % at 400;
     three eighths: 80-81 % at 500, with more turns closed). Runs differ by a few points.
+    With questions in many wordings and answers in mixed styles (world.questions, world.styles),
+    2,500 conversations seen ~9 times each taught the wordings, not the questions: held-out
+    wordings answered 0.74x as often as training ones. 7,500 conversations, ~3 passes, gave
+    0.98x at 500 steps but known facts fell to 72 %; 700 steps at 5e-4: 76 %, 0.95x; 700 steps at
+    1e-3: 81 %, 0.86x, 99.0 % of turns closed.
     """
-    return _config(overrides, max_steps=config.pick(ci=20, cpu=500, gpu=1000),
-                   batch_size=config.pick(ci=8, cpu=16, gpu=32), lr=config.pick(ci=1e-3, cpu=5e-4, gpu=3e-4),
+    return _config(overrides, max_steps=config.pick(ci=20, cpu=700, gpu=1000),
+                   batch_size=config.pick(ci=8, cpu=16, gpu=32), lr=config.pick(ci=1e-3, cpu=1e-3, gpu=3e-4),
                    warmup_steps=config.pick(ci=3, cpu=20, gpu=50), eval_every=config.pick(ci=10, cpu=100, gpu=200),
                    eval_batches=config.pick(ci=2, cpu=4, gpu=8), sample_every=config.pick(ci=0, cpu=250, gpu=500))
 

@@ -84,16 +84,16 @@ register_stage("tokenizer", "02_tokenization.ipynb", ("clean",), "course_utils.t
 register_stage("base", "04_pretraining.ipynb", ("tokenizer", "clean"), "course_utils.pretrain:build_base_stage",
                description="the pretrained base model")
 register_stage("sft", "06_sft.ipynb", ("base",), "course_utils.sft:build_sft_stage",
-               description="the chat model after supervised fine-tuning", recipe_version=4)
+               description="the chat model after supervised fine-tuning", recipe_version=5)
 register_stage("sft_tools", "07_hallucination_and_tools.ipynb", ("sft",), "course_utils.sft:build_sft_tools_stage",
-               description="the chat model that says 'I don't know' and calls a calculator", recipe_version=4)
+               description="the chat model that says 'I don't know' and calls a calculator", recipe_version=5)
 register_stage("reward", "08_human_preferences.ipynb", ("sft_tools",), "course_utils.reward:build_reward_stage",
-               description="the reward model learned from rater comparisons", recipe_version=6)
+               description="the reward model learned from rater comparisons", recipe_version=7)
 register_stage("rlhf", "09_rlhf_and_dpo.ipynb", ("sft_tools", "reward"), "course_utils.rl:build_rlhf_stage",
-               description="the chat model after PPO against the reward model", recipe_version=6)
+               description="the chat model after PPO against the reward model", recipe_version=7)
 # DPO needs no reward model, but it trains on the same comparisons, stored with stage reward.
 register_stage("dpo", "09_rlhf_and_dpo.ipynb", ("sft_tools", "reward"), "course_utils.rl:build_dpo_stage",
-               description="the chat model after direct preference optimisation", recipe_version=5)
+               description="the chat model after direct preference optimisation", recipe_version=6)
 
 
 def spec(name: str) -> StageSpec:

@@ -81,7 +81,7 @@ def default_sizes() -> WorldSizes:
         zh_docs_per_country=config.pick(ci=1, cpu=6, gpu=20),
         generic_stories=config.pick(ci=100, cpu=2400, gpu=55000),
         arithmetic_docs=config.pick(ci=15, cpu=600, gpu=8000),
-        n_chat=config.pick(ci=150, cpu=2500, gpu=15000),
+        n_chat=config.pick(ci=150, cpu=7500, gpu=15000),
         # Half of these ask about people the model knows. On the cpu model, 2,400 instead of 800 (same
         # "I don't know" share) gave 77 % known facts and 90 % refusals of strangers instead of 71 % and 83 %;
         # 4,000 (with 600 steps and a 12 % share) kept the known facts within a point of stage sft.
