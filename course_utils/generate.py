@@ -161,11 +161,10 @@ def _as_prompt(prompt_ids) -> list[int]:
 def _stream_rows(model, prompts: list[list[int]], max_new_tokens, temperature, top_k, top_p, stop_ids,
                  use_cache, generator) -> Iterator[tuple[list[int], list[bool]]]:
     """Equal-length prompts, decoded together. Yields (next id per row, row still active per row)."""
-    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
     with eval_mode(model):
         decoder = Decoder(model, use_cache)
         logits = decoder.feed(prompts)
-        stops = stops.to(logits.device)
+        stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=logits.device)
         active = torch.ones(len(prompts), dtype=torch.bool, device=logits.device)
         for step in range(max_new_tokens):
             nxt = sample_next(logits, temperature, top_k, top_p, generator)

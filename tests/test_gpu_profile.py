@@ -1,5 +1,7 @@
 """The `gpu` profile, checked on a CPU: its world at full size, with the invariants the chapters
-rely on at every profile, and the world's pools failing clearly when asked for too much."""
+rely on at every profile; the world's pools failing clearly when asked for too much; and a
+smoke run of the whole chain (COURSE_SMOKE=1: the gpu shapes, one or two steps per stage)
+through the builders the chapters call. benchmarks/gpu_smoke.py measures the same run."""
 from __future__ import annotations
 
 import json
@@ -11,11 +13,11 @@ from functools import partial
 
 import pytest
 
-from course_utils import config
+from course_utils import config, stages
 from course_utils.world import (DIFFICULTIES, build_world, chat_examples, crawl, default_sizes, documents,
                                 domain_corpus, honesty_examples, idk_probes, preference_prompts, qa_probes,
                                 tool_examples, tool_probes, verifiable_tasks)
-from course_utils.world import corpus, facts
+from course_utils.world import corpus, facts, web
 from course_utils.world.facts import WorldSizeError
 
 SEED = 1337
@@ -30,7 +32,10 @@ def _sizes(profile: str):
 
 @pytest.fixture(scope="module")
 def gpu_world():
-    return build_world(SEED, sizes=_sizes("gpu"))
+    yield build_world(SEED, sizes=_sizes("gpu"))
+    # The gpu corpus and crawl are cached (the smoke run below reuses them): let them go.
+    corpus._documents.cache_clear()
+    web._crawl.cache_clear()
 
 
 # ----------------------------------------------------------------------------- the pools
@@ -203,3 +208,42 @@ def test_heldout_people_and_probes_stay_out_of_training_data(profile):
     probes = [(frozenset(int(x) for x in re.findall(r"\d{3}", q)), answer) for q, answer in tool_probes(world)]
     assert len(probes) == world.sizes.n_tool_probes and all(len(numbers) == 2 for numbers, _ in probes)
     assert not set(probes) & solved and len(solved) > len(probes)
+
+
+# ----------------------------------------------------------------------------- the chain, smoke run
+
+CHAIN = ("clean", "tokenizer", "base", "sft", "sft_tools", "reward", "rlhf", "dpo")
+
+
+def test_the_gpu_chain_builds_every_stage_at_gpu_shapes(monkeypatch, isolated_course_home, gpu_world):
+    """Every stage of the chain, built by its registered builder (what ensure_stage runs when a
+    chapter starts cold), at the gpu profile's shapes; COURSE_SMOKE only cuts the work."""
+    from course_utils.model import GPTConfig, default_config
+    from course_utils.tokenizer import course_vocab_size
+
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    assert stages.build_plan("dpo") == [n for n in CHAIN if n != "rlhf"]
+    built = {name: stages.ensure_stage(name) for name in CHAIN}
+
+    assert all(s.dir.parent.name == "gpu-smoke" and s.meta["profile"] == "gpu" for s in built.values())
+    assert str(isolated_course_home) in str(built["base"].dir)
+    assert built["clean"].meta["metrics"]["train_documents"] > 1000
+    vocab = built["tokenizer"].meta["tokenizer"]["vocab_size"]
+    assert vocab == course_vocab_size() == 8192
+    gpu_shape = default_config(vocab)
+    assert (gpu_shape.n_embd, gpu_shape.n_layer, gpu_shape.block_size) == (384, 6, 512)
+    for name in CHAIN[2:]:
+        assert GPTConfig.from_dict(built[name].model_config) == gpu_shape, name
+        assert 13e6 < built[name].meta["n_params"] < 14e6, name
+    # One or two optimizer steps per stage, recorded by each stage's own loop.
+    assert built["base"].metrics["steps"] == 2 and built["base"].meta["train_config"]["batch_size"] == 2
+    for name in ("sft", "sft_tools"):
+        assert built[name].meta["train_summary"]["steps"] == 2, name
+    assert built["reward"].metrics["steps"] == 2
+    assert built["dpo"].meta["train_config"]["max_steps"] == 2
+    history = json.loads(built["rlhf"].path("history.json").read_text())["history"]
+    assert len(history) == 1 and built["rlhf"].meta["train_config"]["ppo_epochs"] == 2
+    # The chat evaluations ran, on a few probes each.
+    assert built["sft_tools"].metrics["known_fact_n"] == 2 and built["sft_tools"].metrics["arithmetic_n"] == 2
+    assert built["dpo"].metrics["n"] >= 1
