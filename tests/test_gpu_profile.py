@@ -18,7 +18,7 @@ from course_utils.world import (DIFFICULTIES, build_world, chat_examples, crawl,
                                 domain_corpus, honesty_examples, idk_probes, preference_prompts, qa_probes,
                                 tool_examples, tool_probes, verifiable_tasks)
 from course_utils.world import corpus, facts, web
-from course_utils.world.facts import WorldSizeError
+from course_utils.world import WorldSizeError
 
 SEED = 1337
 
