@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .. import config
 
@@ -543,15 +543,21 @@ def check_sizes(sizes: WorldSizes) -> None:
 
 # A full name is a first name and a surname glued from two parts.
 NAME_POOL_SIZE = len(FEMALE_NAMES + MALE_NAMES) * len({h + t for h in SURNAME_HEADS for t in SURNAME_TAILS})
-# Consecutive draws that only give names already taken (or clashing with one) before
-# _new_name gives up: far more than a world that fits its pool ever needs.
+# Draws in a row that give only names taken (or clashing with one) before inventing a name gives
+# up: far more than a world that fits its pool ever needs.
 MAX_NAME_DRAWS = 10_000
 
 
-def _names_used_up(taken: int) -> WorldSizeError:
-    return WorldSizeError(f"The pool of names is used up: {MAX_NAME_DRAWS:,} draws in a row gave a name that is "
-                          f"taken or contains one, with {taken:,} names taken of {NAME_POOL_SIZE:,} possible. "
-                          "Make fewer people or add first names or surname parts (facts.py).")
+def _fresh_name(draw: Callable[[], tuple[str, str]], taken: list[str]) -> tuple[str, str]:
+    """``draw()`` gives a (gender, name); draw until the name clashes with none in ``taken``.
+    A used-up pool is a clear error, not an endless loop."""
+    for _ in range(MAX_NAME_DRAWS):
+        gender, name = draw()
+        if not _names_clash(name, taken):
+            return gender, name
+    raise WorldSizeError(f"The pool of names is used up: {MAX_NAME_DRAWS:,} draws in a row gave a name that is "
+                         f"taken or contains one, with {len(taken):,} names taken of {NAME_POOL_SIZE:,} possible. "
+                         "Make fewer people or add first names or surname parts (facts.py).")
 
 
 def _names_clash(name: str, taken: list[str]) -> bool:
@@ -562,36 +568,29 @@ def _names_clash(name: str, taken: list[str]) -> bool:
 
 def invent_names(rng: random.Random, n: int, taken: Sequence[str]) -> list[str]:
     """``n`` new full names built like the world's people's, none clashing with ``taken``."""
-    names, taken, stalled = [], list(taken), 0
+    def draw() -> tuple[str, str]:
+        return "", f"{rng.choice(FEMALE_NAMES + MALE_NAMES)} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
+
+    names, taken = [], list(taken)
     while len(names) < n:
-        first = rng.choice(FEMALE_NAMES + MALE_NAMES)
-        name = f"{first} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
-        if _names_clash(name, taken):
-            stalled += 1
-            if stalled == MAX_NAME_DRAWS:
-                raise _names_used_up(len(taken))
-            continue
+        _, name = _fresh_name(draw, taken)
         names.append(name)
         taken.append(name)
-        stalled = 0
     return names
 
 
 def _invent_people(rng: random.Random, countries: tuple[Country, ...], n: int,
                    reserved: list[str], titles: list[tuple[str, str]]) -> list[Person]:
-    people: list[Person] = []
-    taken, stalled = list(reserved), 0
-    while len(people) < n:
+    def draw() -> tuple[str, str]:
         gender = rng.choice("fm")
         first = rng.choice(FEMALE_NAMES if gender == "f" else MALE_NAMES)
-        name = f"{first} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
-        if _names_clash(name, taken):
-            stalled += 1
-            if stalled == MAX_NAME_DRAWS:
-                raise _names_used_up(len(taken))
-            continue
+        return gender, f"{first} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
+
+    people: list[Person] = []
+    taken = list(reserved)
+    while len(people) < n:
+        gender, name = _fresh_name(draw, taken)
         taken.append(name)
-        stalled = 0
         country = rng.choice(countries)
         # Capitals are twice as likely as other cities: a nudge towards familiar places.
         city, city_zh = rng.choice((country.all_cities[0],) + country.all_cities)
