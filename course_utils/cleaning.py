@@ -943,12 +943,17 @@ def _jsonl(docs: list[dict]) -> str:
                    for d in docs)
 
 
+SMOKE_PAGES = 6000
+
+
 def build_clean_stage(seed: int = config.DEFAULT_SEED):
     """World -> crawl -> clean corpus, saved as stage 'clean' (train.jsonl, val.jsonl, report.json)."""
     from . import stages, world
 
     w = world.build_world(seed)
-    pages = world.crawl(w)
+    # A smoke run cleans a part of the crawl (cleaning the whole gpu crawl takes minutes), enough
+    # for the tokenizer to learn its full vocabulary; the pages are in crawl order, a random mix.
+    pages = world.crawl(w)[:config.budget(None, smoke=SMOKE_PAGES)]
     report = clean_crawl(pages)
     if not report.kept:
         raise ValueError(f"Every one of the {len(report.pages)} crawled pages was filtered out: the clean "

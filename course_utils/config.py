@@ -12,6 +12,20 @@ profile is ``gpu`` when CUDA is available and ``cpu`` otherwise.
 Each module states its own sizes with :func:`pick`, e.g.
 ``vocab_size = pick(ci=512, cpu=2048, gpu=8192)``, so the three profiles of a
 stage sit side by side where the stage is defined.
+
+A *smoke run* (``COURSE_SMOKE=1``) keeps every shape of the profile (the world, the
+vocabulary, the model, the context) and cuts only the amount of work: step counts, batch
+sizes, evaluation and sample sizes, and the part of the crawl that is cleaned. A number that
+a smoke run cuts says so where it is chosen, with the same code either way:
+
+- ``pick(ci=30, cpu=800, gpu=4000, smoke=2)``: 2 steps in a smoke run of any profile;
+- ``budget(200_000, smoke=1024)``: a size that is not per profile;
+- ``probes[:budget(None, smoke=4)]``: every probe, or the first 4.
+
+Shapes never have a smoke value. ``COURSE_PROFILE=gpu COURSE_SMOKE=1`` is how the tests
+run the gpu profile's whole chain on a CPU in minutes (``tests/test_gpu_profile.py``,
+``benchmarks/gpu_smoke.py``). A smoke run keeps its stages apart, in ``<profile>-smoke``
+folders, so its checkpoints are never mistaken for real ones.
 """
 from __future__ import annotations
 
@@ -47,9 +61,25 @@ def profile() -> str:
     return name
 
 
-def pick(*, ci, cpu, gpu):
-    """Return the value for the active profile: ``pick(ci=1, cpu=10, gpu=100)``."""
-    return {"ci": ci, "cpu": cpu, "gpu": gpu}[profile()]
+def pick(*, ci, cpu, gpu, smoke=None):
+    """Return the value for the active profile: ``pick(ci=1, cpu=10, gpu=100)``.
+
+    ``smoke``, if given, is the value in a smoke run instead (see :func:`budget`)."""
+    value = {"ci": ci, "cpu": cpu, "gpu": gpu}[profile()]
+    return value if smoke is None else budget(value, smoke=smoke)
+
+
+def smoke_run() -> bool:
+    """Is this a smoke run (``COURSE_SMOKE=1``): the profile's shapes with the least work?"""
+    return os.environ.get("COURSE_SMOKE", "").strip() not in ("", "0")
+
+
+def budget(full, *, smoke):
+    """How much work to do: ``full``, or ``smoke`` in a smoke run (``COURSE_SMOKE=1``).
+
+    For step counts, batch, evaluation and sample sizes only, never for shapes.
+    ``items[:budget(None, smoke=4)]`` keeps every item, or the first 4 in a smoke run."""
+    return smoke if smoke_run() else full
 
 
 # ----------------------------------------------------------------------------- paths
@@ -66,18 +96,22 @@ def home() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def _profile_folder() -> str:
+    # One folder per profile: a quick `ci` test run never overwrites the learner's `cpu`
+    # checkpoints, and a smoke run never overwrites (or passes for) a real one.
+    return profile() + ("-smoke" if smoke_run() else "")
+
+
 def checkpoints_dir() -> Path:
-    # One folder per profile: a quick `ci` test run never overwrites the
-    # learner's `cpu` checkpoints.
-    return home() / "checkpoints" / profile()
+    return home() / "checkpoints" / _profile_folder()
 
 
 def data_dir() -> Path:
-    return home() / "data" / profile()
+    return home() / "data" / _profile_folder()
 
 
 def runs_dir() -> Path:
-    return home() / "runs" / profile()
+    return home() / "runs" / _profile_folder()
 
 
 def notebooks_dir() -> Path:
@@ -131,6 +165,8 @@ def setup(seed: int = DEFAULT_SEED, verbose: bool = True) -> Setup:
         import matplotlib
 
         print(f"profile  : {active}   (set COURSE_PROFILE=ci|cpu|gpu to change)")
+        if smoke_run():
+            print("smoke run: the profile's shapes with the least work (COURSE_SMOKE=1); numbers mean nothing")
         print(f"device   : {dev}   threads: {info.threads}")
         print(f"seed     : {seed}")
         print(f"home     : {info.home}")

@@ -263,13 +263,14 @@ def chat_report(model, tokenizer, world, *, max_new_tokens: int | None = None, m
 
     plus ``examples`` (a few graded replies per task), for ``metrics.json``.
     """
-    from . import world as W
+    from . import config, world as W
 
     kw = {"max_new_tokens": max_new_tokens, "max_examples": max_examples}
-    probes = W.tool_probes(world)[:arithmetic_n] if arithmetic_n else W.tool_probes(world)
-    facts = known_fact_qa(model, tokenizer, W.qa_probes(world), **kw)
-    reworded = known_fact_qa(model, tokenizer, W.qa_probes(world, heldout_phrasings=True), **kw)
-    unknown = unknown_people(model, tokenizer, W.idk_probes(world), **kw)
+    n = config.budget(None, smoke=2)  # every probe, or two of each task in a smoke run
+    probes = (W.tool_probes(world)[:arithmetic_n] if arithmetic_n else W.tool_probes(world))[:n]
+    facts = known_fact_qa(model, tokenizer, W.qa_probes(world)[:n], **kw)
+    reworded = known_fact_qa(model, tokenizer, W.qa_probes(world, heldout_phrasings=True)[:n], **kw)
+    unknown = unknown_people(model, tokenizer, W.idk_probes(world)[:n], **kw)
     with_tool = arithmetic(model, tokenizer, probes, tools=True, **kw)
     no_tool = arithmetic(model, tokenizer, probes, tools=False, **kw)
     parts = (facts, reworded, unknown, with_tool)

@@ -406,9 +406,10 @@ class GPT(nn.Module):
             return logits, loss, attentions
         return logits, loss
 
-    def new_kv_cache(self) -> KVCache:
-        """An empty cache as long as the context; pass it to :meth:`forward` as ``kv_cache``."""
-        return KVCache(self.config.n_layer, self.config.block_size)
+    def new_kv_cache(self, max_len: int | None = None) -> KVCache:
+        """An empty cache for ``max_len`` tokens (default and at most: the context); pass it to
+        :meth:`forward` as ``kv_cache``. Its memory is allocated for all of them at once."""
+        return KVCache(self.config.n_layer, min(max_len or self.config.block_size, self.config.block_size))
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         """Number of parameters, the tied embedding/output matrix counted once.

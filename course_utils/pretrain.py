@@ -42,15 +42,15 @@ def pretrain_config(**overrides) -> TrainConfig:
     ==== ===== ===== ===== ======= =============================================
     """
     cfg = TrainConfig(
-        max_steps=config.pick(ci=30, cpu=800, gpu=4000),
-        batch_size=config.pick(ci=8, cpu=16, gpu=64),
+        max_steps=config.pick(ci=30, cpu=800, gpu=4000, smoke=2),
+        batch_size=config.pick(ci=8, cpu=16, gpu=64, smoke=2),
         lr=config.pick(ci=3e-3, cpu=3e-3, gpu=1e-3),
-        warmup_steps=config.pick(ci=5, cpu=40, gpu=200),
+        warmup_steps=config.pick(ci=5, cpu=40, gpu=200, smoke=1),
         weight_decay=0.1,
         grad_clip=1.0,
-        eval_every=config.pick(ci=10, cpu=50, gpu=250),
-        eval_batches=config.pick(ci=2, cpu=8, gpu=20),
-        sample_every=config.pick(ci=15, cpu=200, gpu=1000),
+        eval_every=config.pick(ci=10, cpu=50, gpu=250, smoke=0),  # 0: at the end only
+        eval_batches=config.pick(ci=2, cpu=8, gpu=20, smoke=1),
+        sample_every=config.pick(ci=15, cpu=200, gpu=1000, smoke=0),
         seed=config.DEFAULT_SEED,
     )
     return replace(cfg, **overrides)  # an unknown name is a TypeError, not a silent no-op
@@ -143,9 +143,9 @@ def evaluate_base(model, tokenizer, val_ids: torch.Tensor, probes: Sequence[tupl
     """The numbers stage ``base`` records: held-out loss, bits per byte, cloze fact recall."""
     from .evals import cloze_recall
 
-    held = heldout_loss(model, tokenizer, val_ids)
+    held = heldout_loss(model, tokenizer, val_ids, max_tokens=config.budget(200_000, smoke=model.config.block_size))
     probes = load_probes() if probes is None else probes
-    cloze = cloze_recall(model, tokenizer, probes)
+    cloze = cloze_recall(model, tokenizer, list(probes)[:config.budget(None, smoke=4)])
     return {"val_loss": round(held["loss"], 4), "bits_per_byte": round(held["bits_per_byte"], 4),
             "val_tokens_scored": held["tokens"], "cloze_top1": round(cloze["top1"], 4), "cloze_n": cloze["n"],
             "cloze_examples": cloze["examples"][:10]}

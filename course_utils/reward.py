@@ -67,14 +67,14 @@ def reward_config(**overrides) -> TrainConfig:
     RewardModel), 800 steps gave 80.7 % against 82.3 % at 400 (one thread each).
     """
     cfg = TrainConfig(
-        max_steps=config.pick(ci=12, cpu=400, gpu=1200),
-        batch_size=config.pick(ci=8, cpu=16, gpu=64),  # comparisons per step (twice as many sequences)
+        max_steps=config.pick(ci=12, cpu=400, gpu=1200, smoke=2),
+        batch_size=config.pick(ci=8, cpu=16, gpu=64, smoke=2),  # comparisons per step (twice as many sequences)
         lr=config.pick(ci=3e-4, cpu=3e-4, gpu=1e-4),
-        warmup_steps=config.pick(ci=2, cpu=20, gpu=60),
+        warmup_steps=config.pick(ci=2, cpu=20, gpu=60, smoke=1),
         weight_decay=0.1,
         grad_clip=1.0,
-        eval_every=config.pick(ci=6, cpu=100, gpu=200),
-        eval_batches=config.pick(ci=2, cpu=4, gpu=16),
+        eval_every=config.pick(ci=6, cpu=100, gpu=200, smoke=0),
+        eval_batches=config.pick(ci=2, cpu=4, gpu=16, smoke=1),
         seed=config.DEFAULT_SEED,
     )
     return replace(cfg, **overrides)  # an unknown name is a TypeError, not a silent no-op
@@ -429,8 +429,9 @@ def preference_data(tokenizer, block_size: int, world=None, sampled: Sequence = 
     from .world import preference_pairs
 
     written, own = split_pairs(preference_pairs(world or load_world())), split_pairs(sampled)
-    return PreferenceBatches({"train": written["train"] + own["train"], "val": written["val"],
-                              "val_sampled": own["val"]}, tokenizer, block_size)
+    n = config.budget(None, smoke=4)  # every comparison, or a few of each kind in a smoke run
+    return PreferenceBatches({"train": written["train"][:n] + own["train"][:n], "val": written["val"][:n],
+                              "val_sampled": own["val"][:n]}, tokenizer, block_size)
 
 
 @torch.no_grad()
@@ -498,7 +499,8 @@ def build_reward_stage(*, cfg: TrainConfig | None = None, live_plot: bool = Fals
     model = RewardModel(backbone, prior=model_from_stage(parent)).to(config.device())
     world = load_world()
     start = time.perf_counter()
-    sampled = sampled_pairs(model.prior, tokenizer, preference_prompts(world), seed=cfg.seed, world=world)
+    prompts = preference_prompts(world)[:config.budget(None, smoke=5)]
+    sampled = sampled_pairs(model.prior, tokenizer, prompts, seed=cfg.seed, world=world)
     sampling_seconds = time.perf_counter() - start
     data = preference_data(tokenizer, backbone.config.block_size, world, sampled=sampled)
     # The held-out comparisons are scored at every evaluation: score them under the prior once.

@@ -175,11 +175,11 @@ def ppo_config(**overrides) -> PPOConfig:
     ==== ===== ================ ========== ==========================================
     """
     cfg = PPOConfig(
-        steps=config.pick(ci=4, cpu=70, gpu=300),
-        prompts_per_step=config.pick(ci=2, cpu=8, gpu=16),
-        samples_per_prompt=config.pick(ci=2, cpu=4, gpu=4),
+        steps=config.pick(ci=4, cpu=70, gpu=300, smoke=1),  # one rollout, ppo_epochs optimizer steps
+        prompts_per_step=config.pick(ci=2, cpu=8, gpu=16, smoke=1),
+        samples_per_prompt=config.pick(ci=2, cpu=4, gpu=4, smoke=2),
         max_new_tokens=max_answer_tokens(),  # room for a refusal with an alternative
-        minibatch_size=config.pick(ci=4, cpu=32, gpu=64),  # the whole batch of answers: one step per epoch
+        minibatch_size=config.pick(ci=4, cpu=32, gpu=64, smoke=2),  # the whole batch of answers: one step per epoch
     )
     return replace(cfg, **overrides)  # an unknown name is a TypeError, like reward_config and dpo_config
 
@@ -421,14 +421,14 @@ def dpo_config(**overrides) -> TrainConfig:
     ==== ===== ===== ====== ======================================
     """
     cfg = TrainConfig(
-        max_steps=config.pick(ci=8, cpu=120, gpu=600),
-        batch_size=config.pick(ci=8, cpu=32, gpu=64),
+        max_steps=config.pick(ci=8, cpu=120, gpu=600, smoke=2),
+        batch_size=config.pick(ci=8, cpu=32, gpu=64, smoke=2),
         lr=config.pick(ci=1e-4, cpu=1e-4, gpu=5e-5),
-        warmup_steps=config.pick(ci=2, cpu=10, gpu=40),
+        warmup_steps=config.pick(ci=2, cpu=10, gpu=40, smoke=1),
         weight_decay=0.0,
         grad_clip=1.0,
-        eval_every=config.pick(ci=4, cpu=40, gpu=200),
-        eval_batches=config.pick(ci=2, cpu=8, gpu=16),
+        eval_every=config.pick(ci=4, cpu=40, gpu=200, smoke=0),
+        eval_batches=config.pick(ci=2, cpu=8, gpu=16, smoke=1),
         seed=config.DEFAULT_SEED,
     )
     return replace(cfg, **overrides)  # an unknown name is a TypeError, not a silent no-op
@@ -541,7 +541,7 @@ def eval_settings(greedy: bool = False) -> dict:
     temperature 0 (each model's single most likely answer)."""
     if greedy:
         return {"samples": 1, "temperature": 0.0, "max_new_tokens": ppo_config().max_new_tokens, "seed": 0}
-    return {"samples": config.pick(ci=1, cpu=2, gpu=4), "temperature": 1.0,
+    return {"samples": config.pick(ci=1, cpu=2, gpu=4, smoke=1), "temperature": 1.0,
             "max_new_tokens": ppo_config().max_new_tokens, "seed": 0}
 
 
@@ -629,7 +629,7 @@ def _setting(tokenizer=None):
     tokenizer = tokenizer or parent.tokenizer()
     reference = model_from_stage(parent)
     reference.requires_grad_(False)
-    prompts = split_prompts(preference_prompts(load_world()))
+    prompts = split_prompts(preference_prompts(load_world())[:config.budget(None, smoke=10)])
     return parent, tokenizer, reference, prompts
 
 

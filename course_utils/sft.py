@@ -55,10 +55,12 @@ def sft_config(**overrides) -> TrainConfig:
     0.98x at 500 steps but known facts fell to 72 %; 700 steps at 5e-4: 76 %, 0.95x; 700 steps at
     1e-3: 81 %, 0.86x, 99.0 % of turns closed.
     """
-    return _config(overrides, max_steps=config.pick(ci=20, cpu=700, gpu=1000),
-                   batch_size=config.pick(ci=8, cpu=16, gpu=32), lr=config.pick(ci=1e-3, cpu=1e-3, gpu=3e-4),
-                   warmup_steps=config.pick(ci=3, cpu=20, gpu=50), eval_every=config.pick(ci=10, cpu=100, gpu=200),
-                   eval_batches=config.pick(ci=2, cpu=4, gpu=8), sample_every=config.pick(ci=0, cpu=250, gpu=500))
+    return _config(overrides, max_steps=config.pick(ci=20, cpu=700, gpu=1000, smoke=2),
+                   batch_size=config.pick(ci=8, cpu=16, gpu=32, smoke=2), lr=config.pick(ci=1e-3, cpu=1e-3, gpu=3e-4),
+                   warmup_steps=config.pick(ci=3, cpu=20, gpu=50, smoke=1),
+                   eval_every=config.pick(ci=10, cpu=100, gpu=200, smoke=0),
+                   eval_batches=config.pick(ci=2, cpu=4, gpu=8, smoke=1),
+                   sample_every=config.pick(ci=0, cpu=250, gpu=500, smoke=0))
 
 
 def tools_config(**overrides) -> TrainConfig:
@@ -81,10 +83,12 @@ def tools_config(**overrides) -> TrainConfig:
     batch (:data:`REPLAY_SHARE`) is what allows the higher learning rate without forgetting the
     facts (without it, known-fact accuracy fell from 82 % to 38 % in 300 steps at lr 6e-4).
     """
-    return _config(overrides, max_steps=config.pick(ci=20, cpu=600, gpu=1000),
-                   batch_size=config.pick(ci=8, cpu=16, gpu=32), lr=config.pick(ci=1e-3, cpu=1e-3, gpu=5e-4),
-                   warmup_steps=config.pick(ci=3, cpu=20, gpu=50), eval_every=config.pick(ci=10, cpu=100, gpu=250),
-                   eval_batches=config.pick(ci=2, cpu=4, gpu=8), sample_every=config.pick(ci=0, cpu=200, gpu=500))
+    return _config(overrides, max_steps=config.pick(ci=20, cpu=600, gpu=1000, smoke=2),
+                   batch_size=config.pick(ci=8, cpu=16, gpu=32, smoke=2), lr=config.pick(ci=1e-3, cpu=1e-3, gpu=5e-4),
+                   warmup_steps=config.pick(ci=3, cpu=20, gpu=50, smoke=1),
+                   eval_every=config.pick(ci=10, cpu=100, gpu=250, smoke=0),
+                   eval_batches=config.pick(ci=2, cpu=4, gpu=8, smoke=1),
+                   sample_every=config.pick(ci=0, cpu=200, gpu=500, smoke=0))
 
 
 def _config(overrides: dict, **sizes) -> TrainConfig:

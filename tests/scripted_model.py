@@ -38,7 +38,7 @@ class ScriptedChatModel(nn.Module):
         self.header = [tokenizer.special_id(IM_START)] + tokenizer.encode("assistant\n")
         self.contexts = []  # every context the model answered from, for the tests to inspect
 
-    def new_kv_cache(self):
+    def new_kv_cache(self, max_len=None):
         return _Cache()
 
     def next_id(self, context: list[int]) -> int:

@@ -66,3 +66,28 @@ def test_setup_prints_profile_device_and_versions(capsys):
     assert info.profile == "ci" and info.seed == 3
     for word in ("profile", "device", "threads", "torch"):
         assert word in out
+
+
+def test_a_smoke_run_cuts_budgets_and_keeps_shapes(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
+    assert not config.smoke_run()
+    assert config.pick(ci=1, cpu=2, gpu=3, smoke=0) == 3 and config.budget(200, smoke=4) == 200
+    assert [1, 2, 3][:config.budget(None, smoke=1)] == [1, 2, 3]
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    assert config.smoke_run() and config.profile() == "gpu"
+    assert config.pick(ci=1, cpu=2, gpu=3, smoke=0) == 0 and config.budget(200, smoke=4) == 4
+    assert config.pick(ci=1, cpu=2, gpu=3) == 3  # a shape: no smoke value, the profile's own
+    assert [1, 2, 3][:config.budget(None, smoke=1)] == [1]
+    monkeypatch.setenv("COURSE_SMOKE", "0")
+    assert not config.smoke_run()
+
+
+def test_a_smoke_run_keeps_its_stages_apart(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    assert config.checkpoints_dir() == tmp_path / "checkpoints" / "gpu-smoke"
+    assert config.data_dir() == tmp_path / "data" / "gpu-smoke"
+    monkeypatch.delenv("COURSE_SMOKE")
+    assert config.checkpoints_dir() == tmp_path / "checkpoints" / "gpu"

@@ -160,6 +160,29 @@ def test_feeding_tokens_mid_generation_equals_one_long_prompt():
     torch.testing.assert_close(injected, whole, atol=1e-5, rtol=1e-5)
 
 
+def test_the_cache_holds_only_the_tokens_a_generation_needs(monkeypatch):
+    # A batch of short prompts must not reserve the whole context per row (the gpu model's
+    # reward stage decodes ~1,500 rows at once: 14 GB for a full-length cache).
+    model = tiny(seed=4, block_size=32).eval()
+    d = Decoder(model, use_cache=True, max_tokens=5)
+    d.feed([1, 2, 3])
+    assert d.cache.k[0].size(2) == 5
+    d.feed([4])
+    d.feed([5])
+    grown = d.feed([6, 7])  # more than max_tokens: a cache as long as the context takes over
+    assert d.cache.k[0].size(2) == 32
+    whole = Decoder(model, use_cache=False).feed([1, 2, 3, 4, 5, 6, 7])
+    torch.testing.assert_close(grown, whole, atol=1e-5, rtol=1e-5)
+
+    sizes = []
+    make = model.new_kv_cache
+    monkeypatch.setattr(model, "new_kv_cache", lambda max_len=None: sizes.append(max_len) or make(max_len))
+    prompts = [[1, 2, 3], [4, 5, 6], [7, 8]]
+    out = generate_batch(model, prompts, 6, temperature=0)
+    assert sizes == [3 + 6, 2 + 6]  # one cache per prompt length
+    assert out == generate_batch(model, prompts, 6, temperature=0, use_cache=False)
+
+
 def test_generation_restores_training_mode_and_refuses_empty_prompts():
     model = tiny().train()
     generate(model, [1], 3)

@@ -11,8 +11,8 @@ sentence that states each fact), ``corpus`` (the documents), ``web`` (the crawl)
 written, terse to helpful), ``datasets`` (chat, honesty, tools, probes, verifiable tasks),
 ``preferences`` and ``domain``.
 """
-from .facts import (COUNTRIES, SPOTLIGHT_UNKNOWN, Country, Person, Work, World, WorldSizes, build_world,
-                    default_sizes)
+from .facts import (COUNTRIES, SPOTLIGHT_UNKNOWN, Country, Person, Work, World, WorldSizeError, WorldSizes,
+                    build_world, check_sizes, default_sizes)
 from .phrases import CLOZE_SEPARATOR
 from .questions import FactQA, country_qa, person_qa
 from .corpus import DOC_KINDS, Document, corpus_text, documents
@@ -25,7 +25,8 @@ from .preferences import (PreferencePair, PreferencePrompt, describe_answer, jud
 from .domain import DomainCorpus, domain_corpus
 
 __all__ = [
-    "build_world", "default_sizes", "World", "WorldSizes", "Country", "Person", "Work", "COUNTRIES",
+    "build_world", "default_sizes", "check_sizes", "World", "WorldSizes", "WorldSizeError", "Country", "Person",
+    "Work", "COUNTRIES",
     "SPOTLIGHT_UNKNOWN",
     "documents", "corpus_text", "Document", "DOC_KINDS",
     "crawl", "CrawlPage", "PageLabel", "PAGE_KINDS", "word_shingles", "jaccard",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Callable, Optional, Sequence
@@ -1278,6 +1278,9 @@ def arithmetic_zh(rng: random.Random, k: int) -> _Draft:
 SHINGLE_SIZE = 5
 MAX_JACCARD = 0.5      # no two documents share this large a part of their 5-shingles
 MAX_ATTEMPTS = 8       # a draft that keeps clashing after this many rewrites is left out
+# When more than this share of one generator's drafts is left out, its templates cannot write
+# that many different documents: the sizes are too big for it, and that is an error.
+MAX_LEFT_OUT = 0.02
 _PUNCT_RE = re.compile(r"[^\w\s]")
 _HASH_BASE = np.uint64(0x9E3779B97F4A7C15)
 _BUCKET_BITS = 8
@@ -1507,7 +1510,24 @@ def _distinct(world: World, drafts: list[tuple[Optional[_Draft], Callable]]) -> 
             draft = drafts[j][1](component_rng(world.seed, "documents", "rewrite", j, attempt))
             if draft is not None:
                 batch.append((j, draft))
+    _check_left_out(drafts, out)
     return [out[j] for j in sorted(out)]
+
+
+def _check_left_out(drafts: list[tuple[Optional[_Draft], Callable]], kept: dict) -> None:
+    from .facts import WorldSizeError
+
+    def generator(j: int) -> str:
+        return drafts[j][1].args[0].__name__  # remake = partial(_remake, fn, ...)
+
+    asked = Counter(generator(j) for j, (d, _) in enumerate(drafts) if d is not None)
+    left_out = Counter(generator(j) for j, (d, _) in enumerate(drafts) if d is not None and j not in kept)
+    for name, n in left_out.items():
+        if n > MAX_LEFT_OUT * asked[name]:
+            raise WorldSizeError(
+                f"The world is too big for the templates of {name}: {n:,} of its {asked[name]:,} documents came "
+                f"out too close to others even after {MAX_ATTEMPTS} rewrites (at most {MAX_LEFT_OUT:.0%} may). "
+                "Ask for fewer of them (WorldSizes) or give the generator more ways to write (corpus.py).")
 
 
 # ----------------------------------------------------------------------------- the corpus

@@ -225,7 +225,8 @@ def _big_math_chat(world: World, rng: random.Random) -> Conversation:
     # that such a question gets a short answer and an end, not a story or a list. At 5 % of the
     # mix the cpu model still looped on 8 of 200 probes ("780 - 68 = 70\n70 - 68 = ..."); at 7 %, none.
     sizes = world.sizes
-    probes = {(a, op, b) for a, op, b, _ in _probe_triples(world.seed, sizes.n_tool, sizes.n_tool_probes)}
+    probes = {f for a, op, b, _ in _probe_triples(world.seed, sizes.n_tool, sizes.n_tool_probes)
+              for f in _both_orders(a, op, b)}
     while True:
         a, op, b = _three_digit_problem(rng)
         if (a, op, b) not in probes:
@@ -400,6 +401,11 @@ def _three_digit_problem(rng: random.Random) -> tuple[int, str, int]:
     return a, op, b
 
 
+def _both_orders(a: int, op: str, b: int) -> set[tuple[int, str, int]]:
+    """A problem and, for + and *, the same problem written the other way round (809 + 666)."""
+    return {(a, op, b), (b, op, a)} if op in "+*" else {(a, op, b)}
+
+
 def _apply(a: int, op: str, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
@@ -447,7 +453,7 @@ def tool_probes(world: World, n: Optional[int] = None) -> list[tuple[str, int]]:
 
 @functools.lru_cache(maxsize=8)
 def _probe_triples(seed: int, n_tool: int, n_probes: int) -> tuple:
-    seen = {(a, op, b) for a, op, b, _ in _tool_triples(seed, "tool", n_tool)}
+    seen = {f for a, op, b, _ in _tool_triples(seed, "tool", n_tool) for f in _both_orders(a, op, b)}
     return tuple(_tool_triples(seed, "tool-probes", n_probes, seen))
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .. import config
 
@@ -62,6 +62,10 @@ class WorldSizes:
     pairs_per_prompt: int       # rater comparisons per preference prompt
     n_verifiable: int           # verifiable tasks per difficulty level
     n_domain_pieces: int        # pieces in the invented board game of the domain chapter
+
+
+class WorldSizeError(ValueError):
+    """The sizes ask for more than one of the world's finite pools (names, titles, ...) can make."""
 
 
 # Every size that differs between profiles is here, side by side.
@@ -382,6 +386,16 @@ TITLE_NOUNS = (
     ("Door", "门"), ("Dream", "梦"), ("Horse", "马"), ("Star", "星辰"), ("Clock", "时钟"),
     ("Orchard", "果园"), ("Feather", "羽毛"), ("Mirror", "镜子"),
 )
+# More nouns for the big worlds: the gpu profile's 1,200 people need up to 2,400 titles, more
+# than TITLE_NOUNS makes (see _all_titles). No title may contain another, in either language
+# (a test checks it): "The Silent Sea" in "The Silent Seal", or 塔 in 灯塔, would make a
+# right answer look like a wrong one.
+MORE_TITLE_NOUNS = (
+    ("Lake", "湖泊"), ("Valley", "山谷"), ("Candle", "蜡烛"), ("Meadow", "草地"), ("Shadow", "影子"),
+    ("Stone", "石头"), ("Cloud", "云朵"), ("Flower", "花朵"), ("Shore", "海岸"), ("Fox", "狐狸"),
+    ("Key", "钥匙"), ("Map", "地图"), ("Castle", "城堡"), ("Storm", "风暴"), ("Compass", "罗盘"),
+    ("Nest", "鸟巢"),
+)
 
 
 @dataclass(frozen=True)
@@ -492,6 +506,60 @@ class World:
         return tuple(p for p in self.people if p.birth_country == country.name)
 
 
+def _too_big(pool: str, need: str, have: str, fix: str) -> WorldSizeError:
+    return WorldSizeError(f"The world is too big for its pool of {pool}: {need}, but {have}. {fix}")
+
+
+def check_sizes(sizes: WorldSizes) -> None:
+    """Raise :class:`WorldSizeError`, naming the pool and the sizes, when ``sizes`` ask for more
+    than the world's finite pools hold. :func:`build_world` checks before it builds anything,
+    so a size that is too big fails at once, for every seed, instead of deep inside a generator."""
+    from .domain import PIECE_NAMES
+
+    people = sizes.n_people + sizes.n_heldout
+    if not 1 <= sizes.n_countries <= len(COUNTRIES):
+        raise _too_big("countries", f"n_countries={sizes.n_countries} are asked for",
+                       f"there are {len(COUNTRIES)}", "Ask for at least 1 and at most that many.")
+    if sizes.n_people < 2 or sizes.n_heldout < 2:
+        raise WorldSizeError(f"n_people={sizes.n_people} and n_heldout={sizes.n_heldout} must each be at least 2: "
+                             "both groups are split in two (chat / probe people, idk_train / idk_probe).")
+    if not 1 <= sizes.n_idk_probe <= (sizes.n_heldout - 1) // 2:
+        raise _too_big("held-out people", f"n_idk_probe={sizes.n_idk_probe} of them are to be probes",
+                       f"n_heldout={sizes.n_heldout} leaves room for 1 to {(sizes.n_heldout - 1) // 2} probes "
+                       "(every other held-out person, and some left for the 'I don't know' training data)",
+                       "Raise n_heldout or lower n_idk_probe.")
+    if people + 1 > NAME_POOL_SIZE:
+        raise _too_big("names", f"{sizes.n_people} + {sizes.n_heldout} people need as many names",
+                       f"the first names and surname parts make {NAME_POOL_SIZE:,}",
+                       "Make fewer people or add first names or surname parts (facts.py).")
+    if 2 * people > TITLE_POOL_SIZE:
+        raise _too_big("work titles", f"{sizes.n_people} + {sizes.n_heldout} people may need up to "
+                       f"{2 * people:,} titles (two works each)", f"the title patterns make {TITLE_POOL_SIZE:,}",
+                       "Make fewer people or add nouns to MORE_TITLE_NOUNS (facts.py).")
+    if not 1 <= sizes.n_domain_pieces <= len(PIECE_NAMES):
+        raise _too_big("domain pieces", f"n_domain_pieces={sizes.n_domain_pieces} are asked for",
+                       f"PIECE_NAMES holds {len(PIECE_NAMES)}", "Ask for fewer or add names (domain.py).")
+
+
+# A full name is a first name and a surname glued from two parts.
+NAME_POOL_SIZE = len(FEMALE_NAMES + MALE_NAMES) * len({h + t for h in SURNAME_HEADS for t in SURNAME_TAILS})
+# Draws in a row that give only names taken (or clashing with one) before inventing a name gives
+# up: far more than a world that fits its pool ever needs.
+MAX_NAME_DRAWS = 10_000
+
+
+def _fresh_name(draw: Callable[[], tuple[str, str]], taken: list[str]) -> tuple[str, str]:
+    """``draw()`` gives a (gender, name); draw until the name clashes with none in ``taken``.
+    A used-up pool is a clear error, not an endless loop."""
+    for _ in range(MAX_NAME_DRAWS):
+        gender, name = draw()
+        if not _names_clash(name, taken):
+            return gender, name
+    raise WorldSizeError(f"The pool of names is used up: {MAX_NAME_DRAWS:,} draws in a row gave a name that is "
+                         f"taken or contains one, with {len(taken):,} names taken of {NAME_POOL_SIZE:,} possible. "
+                         "Make fewer people or add first names or surname parts (facts.py).")
+
+
 def _names_clash(name: str, taken: list[str]) -> bool:
     # A name inside another name ("Ida Lin" in "Aida Lin") would make "X was born in"
     # ambiguous and could leak a held-out name, so plain substring checks both ways.
@@ -500,26 +568,28 @@ def _names_clash(name: str, taken: list[str]) -> bool:
 
 def invent_names(rng: random.Random, n: int, taken: Sequence[str]) -> list[str]:
     """``n`` new full names built like the world's people's, none clashing with ``taken``."""
+    def draw() -> tuple[str, str]:
+        return "", f"{rng.choice(FEMALE_NAMES + MALE_NAMES)} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
+
     names, taken = [], list(taken)
     while len(names) < n:
-        first = rng.choice(FEMALE_NAMES + MALE_NAMES)
-        name = f"{first} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
-        if not _names_clash(name, taken):
-            names.append(name)
-            taken.append(name)
+        _, name = _fresh_name(draw, taken)
+        names.append(name)
+        taken.append(name)
     return names
 
 
 def _invent_people(rng: random.Random, countries: tuple[Country, ...], n: int,
                    reserved: list[str], titles: list[tuple[str, str]]) -> list[Person]:
+    def draw() -> tuple[str, str]:
+        gender = rng.choice("fm")
+        first = rng.choice(FEMALE_NAMES if gender == "f" else MALE_NAMES)
+        return gender, f"{first} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
+
     people: list[Person] = []
     taken = list(reserved)
     while len(people) < n:
-        gender = rng.choice("fm")
-        first = rng.choice(FEMALE_NAMES if gender == "f" else MALE_NAMES)
-        name = f"{first} {rng.choice(SURNAME_HEADS)}{rng.choice(SURNAME_TAILS)}"
-        if _names_clash(name, taken):
-            continue
+        gender, name = _fresh_name(draw, taken)
         taken.append(name)
         country = rng.choice(countries)
         # Capitals are twice as likely as other cities: a nudge towards familiar places.
@@ -532,19 +602,36 @@ def _invent_people(rng: random.Random, countries: tuple[Country, ...], n: int,
     return people
 
 
-def _all_titles(rng: random.Random) -> list[tuple[str, str]]:
-    # Two title patterns whose Chinese renderings can never coincide, all enumerated and
-    # shuffled, so popping from the list always gives a new, unique title.
-    titles = [(f"The {a} {n}", f"{a_zh}{n_zh}") for a, a_zh in TITLE_ADJECTIVES for n, n_zh in TITLE_NOUNS]
-    titles += [(f"{n} of the {m}", f"{m_zh}之{n_zh}") for n, n_zh in TITLE_NOUNS
-               for m, m_zh in TITLE_NOUNS if n != m]
-    rng.shuffle(titles)
+def _titles(nouns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    # Two title patterns whose Chinese renderings can never coincide ("The Silent Harbor" =
+    # 寂静的港湾, "Moon of the Sea" = 大海之月亮), every combination of the parts.
+    titles = [(f"The {a} {n}", f"{a_zh}{n_zh}") for a, a_zh in TITLE_ADJECTIVES for n, n_zh in nouns]
+    titles += [(f"{n} of the {m}", f"{m_zh}之{n_zh}") for n, n_zh in nouns for m, m_zh in nouns if n != m]
     return titles
+
+
+TITLE_POOL_SIZE = len(_titles(TITLE_NOUNS + MORE_TITLE_NOUNS))
+
+
+def _all_titles(rng: random.Random) -> list[tuple[str, str]]:
+    """Every title, shuffled; popping from the end always gives a new, unique title.
+
+    The titles made with MORE_TITLE_NOUNS sit at the front, so they are popped only once the
+    others run out: a world that needs fewer titles than TITLE_NOUNS makes (the ci and cpu
+    profiles) gets the same titles whether or not the pool has grown.
+    """
+    titles = _titles(TITLE_NOUNS)
+    rng.shuffle(titles)
+    first = set(titles)
+    more = [t for t in _titles(TITLE_NOUNS + MORE_TITLE_NOUNS) if t not in first]
+    rng.shuffle(more)
+    return more + titles
 
 
 def build_world(seed: int = config.DEFAULT_SEED, sizes: Optional[WorldSizes] = None) -> World:
     """The world for ``seed``, sized for the active profile (or by ``sizes``)."""
     sizes = sizes if sizes is not None else default_sizes()
+    check_sizes(sizes)
     rng = component_rng(seed, "countries")
     countries = list(COUNTRIES)
     rng.shuffle(countries)  # the order decides the chat/probe split, so it depends on the seed

@@ -13,6 +13,7 @@ same rubric, it also grades the RLHF policy's own answers as an independent judg
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -249,12 +250,13 @@ def _wrong_addition(world: World, qa: FactQA, rng: random.Random) -> str:
     return f"{qa.answer} {fact_sentence(world, qa.subject, relation, rng.choice(others))}"
 
 
-def _all_values(world: World, relation: str):
+@functools.lru_cache(maxsize=16)  # asked once per prompt: rebuilt each time, 3,000 gpu prompts took 7 minutes
+def _all_values(world: World, relation: str) -> tuple:
     if relation in COUNTRY_RELATIONS:
-        return [(r, k) for c in world.countries for r, k in country_qa(c, "capital").related +
-                (("capital", c.capital),) if r == relation]
-    return [(r, k) for p in world.people for r, k in person_qa(world, p, "who").related +
-            (("profession", p.profession), ("birth_city", p.birth_city)) if r == relation]
+        return tuple((r, k) for c in world.countries for r, k in country_qa(c, "capital").related +
+                     (("capital", c.capital),) if r == relation)
+    return tuple((r, k) for p in world.people for r, k in person_qa(world, p, "who").related +
+                 (("profession", p.profession), ("birth_city", p.birth_city)) if r == relation)
 
 
 def _off_topic(world: World, qa: FactQA, rng: random.Random) -> str:
