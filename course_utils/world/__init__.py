@@ -14,11 +14,11 @@ written, terse to helpful), ``datasets`` (chat, honesty, tools, probes, verifiab
 from .facts import (COUNTRIES, SPOTLIGHT_UNKNOWN, Country, Person, Work, World, WorldSizeError, WorldSizes,
                     build_world, check_sizes, default_sizes)
 from .phrases import CLOZE_SEPARATOR
-from .questions import FactQA, country_qa, person_qa
+from .questions import FactQA, contains_answer, country_qa, person_qa
 from .corpus import DOC_KINDS, Document, corpus_text, documents
 from .web import PAGE_KINDS, CrawlPage, PageLabel, crawl, jaccard, word_shingles
 from .datasets import (ALL_CLOZE_RELATIONS, DEFAULT_CLOZE_RELATIONS, DEFAULT_QA_RELATIONS, DIFFICULTIES,
-                       IDK_MARKER, Task, chat_examples, cloze_probes, contains_answer, honesty_examples,
+                       IDK_MARKER, Task, chat_examples, cloze_probes, honesty_examples,
                        idk_probes, qa_probes, tool_examples, tool_probes, verifiable_tasks)
 from .preferences import (PreferencePair, PreferencePrompt, describe_answer, judge, preference_pairs,
                           preference_prompts, rate_answers, rater_noise_ceiling, rubric_score)

@@ -33,8 +33,7 @@ from typing import Optional, Sequence
 from . import phrases as P
 from .corpus import ITEMS, KIDS, pronouns, generic_story_en
 from .facts import Country, Person, World, component_rng, invent_names
-from .questions import (COUNTRY_PHRASINGS, PERSON_PHRASINGS, FactQA, contains_answer, country_qa, dress,
-                        person_qa)
+from .questions import COUNTRY_PHRASINGS, PERSON_PHRASINGS, FactQA, country_qa, dress, person_qa
 from .styles import demonstration
 
 Message = dict
