@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_utils.generate import (Decoder, filter_logits, generate, generate_batch, next_token_probabilities,
-                                   next_token_probs, sample_next, stream, text_generate)
+from course_utils.generate import (Decoder, _inverse_cdf, filter_logits, generate, generate_batch,
+                                   next_token_probabilities, next_token_probs, sample_next, stream, text_generate)
 from course_utils.model import GPT, GPTConfig
 
 
@@ -71,6 +71,30 @@ def test_filtered_tokens_are_always_the_least_likely(values, top_p, top_k):
         assert logits[~kept].max() <= logits[kept].min()
     probs = torch.softmax(filter_logits(logits, top_k=top_k), -1)
     assert probs[kept].sum() >= min(top_p, probs.sum()) - 1e-5
+
+
+def test_sampled_distribution_is_the_softmax_of_the_scaled_logits():
+    # The distribution: temperature, then softmax; a draw follows it (seeded, 40k draws).
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 3.0, 0.5]] * 40_000)
+    for temperature in (1.0, 0.7):
+        probs = torch.softmax(logits[0] / temperature, -1)
+        torch.testing.assert_close(next_token_probs(logits[0], temperature), probs)
+        draws = sample_next(logits, temperature, generator=torch.Generator().manual_seed(0))
+        freq = torch.bincount(draws, minlength=6).float() / len(draws)
+        # 5 standard errors of a frequency: a wrong distribution fails, chance does not.
+        assert ((freq - probs).abs() <= 5 * (probs * (1 - probs) / len(draws)).sqrt() + 1e-9).all(), (freq, probs)
+    # top-k: excluded tokens never come, the kept ones in proportion.
+    draws = sample_next(logits, 1.0, top_k=2, generator=torch.Generator().manual_seed(1))
+    assert set(draws.tolist()) == {0, 4}
+    share = (draws == 4).float().mean().item()
+    assert share == pytest.approx(torch.softmax(torch.tensor([3.0, 2.0]), -1)[0].item(), abs=0.02)
+
+
+def test_the_draw_never_picks_a_token_of_probability_zero():
+    # u in (0, 1]: the extremes land on the first and last tokens with probability, never beside them.
+    probs = torch.tensor([[0.0, 0.25, 0.0, 0.0, 0.75, 0.0]] * 4)
+    u = torch.tensor([[1e-300], [0.25], [0.2500001], [1.0]], dtype=torch.float64)
+    assert _inverse_cdf(probs, u).tolist() == [1, 1, 4, 4]
 
 
 def test_near_zero_temperature_is_greedy():
@@ -147,6 +171,82 @@ def test_batch_matches_one_prompt_at_a_time():
     for out, single in zip(with_stop, singles):
         assert out == (single[:single.index(stop) + 1] if stop in single else single)
     assert generate_batch(model, prompts, 8, temperature=0, use_cache=False) == singles
+
+
+def plain_forward_only(model):
+    """The same model, but generation must use forward for every token (a hook does that)."""
+    model.blocks[0].register_forward_hook(lambda *args: None)
+    assert not model.decode_step_applies()
+    return model
+
+
+def test_cached_uncached_and_fast_step_decoding_give_identical_greedy_tokens():
+    model, slow = tiny(seed=4), plain_forward_only(tiny(seed=4))
+    assert model.decode_step_applies()
+    for prompt in ([5, 6, 7, 8], list(range(1, 15))):  # 30 new tokens: the 16-token context fills up
+        fast = generate(model, prompt, 30, temperature=0)
+        assert fast == generate(slow, prompt, 30, temperature=0) == generate(model, prompt, 30, temperature=0,
+                                                                               use_cache=False)
+        assert len(fast) == 30
+
+
+def test_left_padded_batches_give_the_tokens_of_single_prompts():
+    model = tiny(seed=1)
+    # Lengths 1 to 15 in a 16-token context: padded rows, rows that fill the context and get
+    # cut, and rows whose padding is forgotten once the longest row overflows.
+    prompts = [list(range(1, n + 1))[::-1] for n in (3, 1, 15, 7, 12, 2)]
+    singles = [generate(model, p, 12, temperature=0) for p in prompts]
+    assert generate_batch(model, prompts, 12, temperature=0) == singles
+    assert generate_batch(model, prompts, 12, temperature=0, use_cache=False) == singles
+    assert generate_batch(plain_forward_only(tiny(seed=1)), prompts, 12, temperature=0) == singles
+    # The next-token logits themselves: the padded batch against each prompt alone.
+    together = Decoder(model).feed(prompts)
+    for row, p in zip(together, prompts):
+        torch.testing.assert_close(row, Decoder(model).feed(p)[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="first feed"):
+        d = Decoder(model)
+        d.feed([[1, 2], [3, 4]])
+        d.feed([[1], [2, 3]])
+
+
+def test_stop_logic_never_drops_a_finished_rows_last_token():
+    model = tiny(seed=1)
+    prompts = [[5, 6, 7, 8], [1, 2], [9, 9, 9, 9], [4, 3], [7], [2, 2, 2, 2, 2, 2]]
+    singles = [generate(model, p, 10, temperature=0) for p in prompts]
+    # Stop tokens that end rows at different steps, so finished rows leave the batch mid-way.
+    stops = {single[k] for single, k in zip(singles, (1, 3, 5)) if single[k] not in single[:k]}
+    cut = [s[:min(s.index(t) for t in stops if t in s) + 1] if stops & set(s) else s for s in singles]
+    assert any(len(c) < 10 for c in cut) and len({len(c) for c in cut}) > 2
+    assert generate_batch(model, prompts, 10, temperature=0, stop_ids=stops) == cut
+    for c, p in zip(cut, prompts):
+        assert generate(model, p, 10, temperature=0, stop_ids=stops) == c
+    # A budget per prompt: each row writes exactly its own number of tokens (or stops before).
+    budgets = [1, 10, 3, 0, 7, 2]
+    outs = generate_batch(model, prompts, budgets, temperature=0)
+    assert outs == [s[:b] for s, b in zip(singles, budgets)]
+
+
+def test_rows_kept_after_others_finish_continue_unchanged():
+    model = tiny(seed=2)
+    prompts = [[1, 2, 3], [4, 5], [6], [7, 8, 9, 10]]
+    d = Decoder(model)
+    d.feed(prompts)
+    d.feed([[11], [12], [13], [14]])
+    d.keep([3, 1])  # rows 0 and 2 are done; the shortest prompt's padding is forgotten with them
+    assert d.pad is not None and d.pad.tolist() == [0, 2] and d.tokens.size(1) == 5
+    after = d.feed([[15], [16]])
+    torch.testing.assert_close(after[0], Decoder(model).feed([7, 8, 9, 10, 14, 15])[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(after[1], Decoder(model).feed([4, 5, 12, 16])[0], atol=1e-5, rtol=1e-5)
+
+
+def test_generation_runs_on_one_thread_and_restores_the_callers():
+    model = plain_forward_only(tiny())
+    seen = []
+    model.blocks[0].register_forward_hook(lambda *args: seen.append(torch.get_num_threads()))
+    torch.set_num_threads(2)
+    generate_batch(model, [[1, 2], [3]], 4, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == 2
 
 
 def test_feeding_tokens_mid_generation_equals_one_long_prompt():
