@@ -209,6 +209,17 @@ def test_left_padded_batches_give_the_tokens_of_single_prompts():
         d.feed([[1], [2, 3]])
 
 
+def test_large_batches_are_split_and_answers_keep_their_order(monkeypatch):
+    import course_utils.generate as G
+
+    model = tiny(seed=2)
+    prompts = [[1 + i % 5] * (1 + i % 4) for i in range(7)]
+    whole = generate_batch(model, prompts, 5, temperature=0)
+    monkeypatch.setattr(G, "MAX_BATCH_ROWS", 2)
+    assert generate_batch(model, prompts, 5, temperature=0) == whole == [generate(model, p, 5, temperature=0)
+                                                                         for p in prompts]
+
+
 def test_stop_logic_never_drops_a_finished_rows_last_token():
     model = tiny(seed=1)
     prompts = [[5, 6, 7, 8], [1, 2], [9, 9, 9, 9], [4, 3], [7], [2, 2, 2, 2, 2, 2]]
