@@ -192,41 +192,38 @@ class Decoder:
         if ids.size(1) == 0:
             raise ValueError("feed() needs at least one token")
         with torch_threads(GENERATION_THREADS):
-            first = self.tokens is None
-            self.tokens = ids if first else torch.cat([self.tokens, ids], dim=1)
-            if first and self.cache is not None:
-                self.cache.set_padding(self.pad)
+            self.tokens = ids if self.tokens is None else torch.cat([self.tokens, ids], dim=1)
             over = self.tokens.size(1) - self.block_size
-            if over > 0 and self.pad is not None and int(self.pad.min()) >= over:
-                self._drop_front(over)  # the context only overflows by padding columns: forget them
+            cached = self.cache is not None and self.cache.pos > 0
+            if cached and over > 0 and self.pad is not None and int(self.pad.min()) >= over:
+                self._drop_front(over, in_cache=True)  # only padding overflows: forget it
                 over = 0
-            if over > 0 or not self.use_cache:
-                # Re-read the last block_size tokens from scratch: the uncached path always, the
-                # cached one once the context is full (what the uncached path reads, so both agree).
-                self._drop_front(max(over, 0), padding_only=False)
-                if self.pad is None:
-                    if self.cache is not None:
-                        self.cache.reset()
-                    logits, _ = self.model(self.tokens, kv_cache=self.cache)
-                else:
-                    cache = self.cache if self.cache is not None else self.model.new_kv_cache()
+            if cached and over <= 0:  # continue from the cache: only the new tokens are read
+                if ids.size(1) == 1 and self._decode_step is not None:
+                    return self._decode_step(ids, self.cache)
+                logits, _ = self.model(ids, kv_cache=self.cache)
+            else:
+                # Read the last block_size tokens from scratch: a prompt, every step without the
+                # cache, and every step once the context is full (what the uncached path reads,
+                # so both agree). The padding mask rides on a cache, a fresh one if need be.
+                self._drop_front(max(over, 0), in_cache=False)
+                cache = self.cache
+                if cache is None and self.pad is not None:
+                    cache = self.model.new_kv_cache()
+                if cache is not None:
                     cache.reset()
                     cache.set_padding(self.pad)
-                    logits, _ = self.model(self.tokens, kv_cache=cache)
-            elif ids.size(1) == 1 and self._decode_step is not None:
-                return self._decode_step(ids, self.cache)
-            else:
-                logits, _ = self.model(ids, kv_cache=self.cache)
+                logits, _ = self.model(self.tokens, kv_cache=cache)
         return logits[:, -1, :]
 
-    def _drop_front(self, n: int, padding_only: bool = True) -> None:
-        """Forget the first ``n`` columns (in the cache too when they are all padding)."""
+    def _drop_front(self, n: int, in_cache: bool) -> None:
+        """Forget the first ``n`` columns of the context (and of the cache: padding columns only)."""
         if n <= 0:
             return
         self.tokens = self.tokens[:, n:]
         if self.pad is not None:
             self.pad = (self.pad - n).clamp(min=0)
-        if padding_only and self.cache is not None:
+        if in_cache:
             self.cache.drop_front(n)
         if self.pad is not None and not bool(self.pad.any()):
             self.pad = None
@@ -241,7 +238,7 @@ class Decoder:
             if self.cache is not None:
                 self.cache.keep_rows(rows)  # also forgets the padding columns all remaining rows share
             if self.pad is not None:
-                self._drop_front(int(self.pad.min()), padding_only=False)
+                self._drop_front(int(self.pad.min()), in_cache=False)
 
 
 @contextlib.contextmanager

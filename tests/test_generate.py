@@ -319,3 +319,12 @@ def test_next_token_probabilities_are_the_models_last_position():
     long = "x" * 40 + "hello"
     assert next_token_probabilities(model, tok, long).probs == \
         pytest.approx(next_token_probabilities(model, tok, long[-16:]).probs, abs=1e-6)
+
+
+def test_prompts_longer_than_the_context_are_cut_in_a_padded_batch():
+    model = tiny(seed=3)
+    prompts = [list(range(1, 21)), [4, 5, 6], list(range(30, 48))]  # 20 and 18 tokens > block_size 16
+    singles = [generate(model, p, 6, temperature=0) for p in prompts]
+    assert singles[0] == generate(model, prompts[0][-16:], 6, temperature=0)
+    assert generate_batch(model, prompts, 6, temperature=0) == singles
+    assert generate_batch(model, prompts, 6, temperature=0, use_cache=False) == singles
