@@ -506,23 +506,23 @@ class GPT(nn.Module):
         positions, mask = kv_cache.layout(1)
         rope = self.blocks[0].attn.rope  # every layer's holds the same angles
         if positions is None:
-            cos, sin = rope.cos[pos:pos + 1], rope.sin[pos:pos + 1]
+            cos, sin = rope.cos[pos], rope.sin[pos]  # (D,)
         else:
-            cos, sin = rope.cos[positions].unsqueeze(-3), rope.sin[positions].unsqueeze(-3)
-        x = F.embedding(idx, self.tok_emb.weight)
+            cos, sin = rope.cos[positions[:, 0], None, None], rope.sin[positions[:, 0], None, None]  # (B, 1, 1, D)
+        x = F.embedding(idx[:, 0], self.tok_emb.weight)  # (B, C): one position, so no time axis
         for i, block in enumerate(self.blocks):
             attn, mlp = block.attn, block.mlp
             h = F.rms_norm(x, (C,), block.attn_norm.weight, block.attn_norm.eps)
-            qk, v = F.linear(h, attn.qkv.weight).view(B, 1, 3, H, D).permute(2, 0, 3, 1, 4).split((2, 1))
-            q, k = torch.addcmul(qk * cos, qk.roll(D // 2, dims=-1), sin).unbind(0)
-            k, v = kv_cache.update(i, k, v.squeeze(0))
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            x = x + F.linear(y.transpose(1, 2).reshape(B, 1, C), attn.proj.weight)  # one token: no copy
+            qkv = F.linear(h, attn.qkv.weight).view(B, 3, H, D)
+            qk = qkv[:, :2]
+            qk = torch.addcmul(qk * cos, qk.roll(D // 2, dims=-1), sin)  # RoPE, as RotaryEmbedding.forward
+            k, v = kv_cache.update(i, qk[:, 1, :, None], qkv[:, 2, :, None])  # (B, H, 1, D) in, all so far out
+            y = F.scaled_dot_product_attention(qk[:, 0, :, None], k, v, attn_mask=mask)
+            x = x + F.linear(y.view(B, C), attn.proj.weight)
             h = F.rms_norm(x, (C,), block.mlp_norm.weight, block.mlp_norm.eps)
             x = x + F.linear(F.silu(F.linear(h, mlp.gate.weight)) * F.linear(h, mlp.up.weight), mlp.down.weight)
         kv_cache.advance(1)
-        x = F.rms_norm(x, (C,), self.norm.weight, self.norm.eps)
-        return F.linear(x, self.lm_head.weight)[:, -1]
+        return F.linear(F.rms_norm(x, (C,), self.norm.weight, self.norm.eps), self.lm_head.weight)
 
     def decode_step_applies(self) -> bool:
         """Does :meth:`decode_step` compute what ``forward`` computes for this model? Only while
