@@ -495,8 +495,10 @@ class GPT(nn.Module):
         The arithmetic of ``forward(idx, kv_cache=kv_cache)``, the same operations on the same
         tensors (the tests check that the logits are bitwise equal), for the one call generation
         repeats for every token. Written out because at this size the model does so little
-        arithmetic per token that the Python around it dominated: the ~60 module calls, the
-        dropout layers and the general shapes of ``forward`` took a third of a step.
+        arithmetic per token that the Python around it weighs: the ~60 module calls, the dropout
+        layers and the general shapes of ``forward`` were a good share of a step. It reads the
+        layers' weights directly, so it only stands in for ``forward`` while
+        :meth:`decode_step_applies` (the decoding loop checks).
         """
         B, T = idx.shape
         pos = kv_cache.pos
