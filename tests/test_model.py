@@ -244,6 +244,25 @@ def test_decode_step_is_bitwise_the_cached_forward():
         model.decode_step(tokens(B=1, T=2), model.new_kv_cache())
 
 
+def test_decode_step_stands_in_for_forward_only_on_the_plain_model():
+    model = tiny()
+    assert model.decode_step_applies()
+
+    class Wrapped(torch.nn.Linear):  # e.g. a LoRA layer: forward sees it, decode_step would not
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    wrapped = Wrapped(TINY["n_embd"], 3 * TINY["n_embd"], bias=False)
+    model.blocks[1].attn.qkv = wrapped
+    assert not model.decode_step_applies()
+    hooked = tiny()
+    handle = hooked.norm.register_forward_hook(lambda *args: None)
+    assert not hooked.decode_step_applies()
+    handle.remove()
+    assert hooked.decode_step_applies()
+    assert not tiny(dropout=0.1).train().decode_step_applies() and tiny(dropout=0.1).eval().decode_step_applies()
+
+
 def test_left_padding_in_the_cache_gives_each_row_its_own_logits():
     model = tiny(seed=4)
     rows = [[5, 6, 7, 8, 9], [3, 4], [1, 2, 3]]
