@@ -78,7 +78,11 @@ def next_token_probs(logits, temperature: float = 1.0, top_k: int | None = None,
     logits = logits.float()
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.size(-1)).float()
-    return torch.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k is not None or top_p is not None:  # filtering copies the logits: only when asked
+        logits = filter_logits(logits, top_k, top_p)
+    return torch.softmax(logits, dim=-1)
 
 
 def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
@@ -86,65 +90,155 @@ def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, top_
     """Pick the next token from ``logits`` (V,) or (B, V): a 0-d or (B,) tensor of ids.
 
     ``temperature=0`` is greedy decoding: always the most likely token, no randomness.
+
+    The draw is the textbook one: lay the probabilities end to end on [0, 1] (their running
+    sum), throw one uniform number u per row, and take the token whose stretch u lands in.
+    ``torch.multinomial`` draws one random number *per vocabulary entry* instead; on a CPU
+    that was most of a batched decoding step's time. Same distribution, other random numbers.
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
     probs = next_token_probs(logits, temperature, top_k, top_p)
     flat = probs.reshape(-1, probs.size(-1))
-    ids = torch.multinomial(flat, num_samples=1, generator=generator)
-    return ids.reshape(probs.shape[:-1])
+    u = 1.0 - torch.rand(flat.size(0), 1, generator=generator, dtype=torch.float64, device=flat.device)  # in (0, 1]
+    return _inverse_cdf(flat, u).reshape(probs.shape[:-1])
+
+
+def _inverse_cdf(probs, u):
+    """The token of each row of ``probs`` (B, V) whose stretch of [0, total] holds ``u * total``,
+    for ``u`` (B, 1) in (0, 1]: the first token whose running sum reaches it.
+
+    The running sum is in float64, exact enough for any vocabulary. As u > 0, a leading token of
+    probability 0 (sum 0) is never reached first; as u <= 1, some token always is; and a
+    filtered token in the middle adds nothing to the sum, so the token before it is reached first.
+    """
+    cdf = probs.cumsum(-1, dtype=torch.float64)
+    return torch.searchsorted(cdf, u * cdf[:, -1:]).squeeze(-1).clamp_(max=probs.size(-1) - 1)
 
 
 # ----------------------------------------------------------------------------- the context
 
 
+# Generation runs on one thread. Each decoding step moves tiny tensors (a few rows of one token),
+# so a second thread buys nothing; on a busy 2-core machine the threads' spin-waiting made decoding
+# 10x slower and the chat evaluations 60x slower (known-fact QA, ci profile: 92 s on 2 threads, 1.4 s on 1).
+GENERATION_THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch threads (None: unchanged), then restore the previous number."""
+    before = torch.get_num_threads()
+    if not n or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Decoder:
-    """A batch of equal-length contexts that grow token by token.
+    """A batch of contexts that grow token by token.
 
     ``feed(ids)`` appends ``ids`` (B, n) to every row and returns the logits (B, V) for the
     token that comes next. With ``use_cache`` the model only processes the new tokens, reading
     the earlier ones from its KV cache; without it, the whole (cropped) context is re-read.
-    Runs without gradients. Put the model in eval mode first (the loops below do).
+    Runs without gradients, on :data:`GENERATION_THREADS` threads. Put the model in eval mode
+    first (the loops below do).
 
-    ``max_tokens``: the most tokens a row will hold (prompt + new tokens), if known. The cache
-    is then allocated for that many instead of the whole context: a batch of 1,500 short
-    prompts of the gpu model would otherwise reserve 14 GB for positions it never reaches.
+    The first ``feed`` may hold prompts of different lengths (a list of lists): the shorter ones
+    are padded on the left, so every row's last token sits in the last column and the batch
+    moves in lockstep; the model never attends to the padding (see :class:`course_utils.model.KVCache`).
+    :meth:`keep` drops rows that are done.
     """
 
-    def __init__(self, model, use_cache: bool = True, max_tokens: int | None = None):
+    PAD_ID = 0  # any id will do: padding is never attended to
+
+    def __init__(self, model, use_cache: bool = True):
         self.model = model
         self.block_size = model.config.block_size
         self.use_cache = use_cache
-        self.cache_len = min(max_tokens or self.block_size, self.block_size)
-        self.cache = model.new_kv_cache(self.cache_len) if use_cache else None
-        self.tokens: torch.Tensor | None = None  # (B, L), everything fed so far
+        self.cache = model.new_kv_cache() if use_cache else None
+        self.tokens: torch.Tensor | None = None  # (B, L): the last block_size columns fed, padding included
+        self.pad: torch.Tensor | None = None  # (B,) padding columns at the left of each row; None: none
+        self.device = next(model.parameters()).device
+        # GPT's fast path for one new token, when it computes what forward does (checked once).
+        applies = getattr(model, "decode_step_applies", None)
+        self._decode_step = model.decode_step if applies is not None and applies() else None
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def _as_ids(self, ids) -> torch.Tensor:
+        if isinstance(ids, torch.Tensor):
+            ids = ids.to(self.device, torch.long)
+            return ids[None, :] if ids.dim() == 1 else ids
+        rows = list(ids)
+        if rows and not isinstance(rows[0], (list, tuple)):
+            rows = [rows]  # one prompt given as a flat list of ids
+        lengths = [len(r) for r in rows]
+        if min(lengths, default=0) == 0:
+            raise ValueError("feed() needs at least one token per row")
+        if len(set(lengths)) > 1:
+            if self.tokens is not None:
+                raise ValueError("only the first feed() may hold rows of different lengths")
+            width = max(lengths)
+            self.pad = torch.tensor([width - n for n in lengths], device=self.device)
+            rows = [[self.PAD_ID] * (width - len(r)) + list(r) for r in rows]
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
 
     @torch.no_grad()
     def feed(self, ids) -> torch.Tensor:
-        ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
-        if ids.dim() == 1:
-            ids = ids[None, :]
+        ids = self._as_ids(ids)
         if ids.size(1) == 0:
             raise ValueError("feed() needs at least one token")
-        self.tokens = ids if self.tokens is None else torch.cat([self.tokens, ids], dim=1)
-        if not self.use_cache:
-            logits, _ = self.model(self.tokens[:, -self.block_size:])
-        elif self.cache.pos + ids.size(1) <= self.cache_len:
-            logits, _ = self.model(ids, kv_cache=self.cache)
-        else:
-            # The cache is full: start it again from the last block_size tokens, exactly what
-            # the uncached path reads, so both give the same answer. (A cache sized by
-            # max_tokens that turns out too small is replaced by one as long as the context.)
-            if self.cache_len < self.block_size:
-                self.cache_len = self.block_size
-                self.cache = self.model.new_kv_cache(self.cache_len)
-            self.cache.reset()
-            logits, _ = self.model(self.tokens[:, -self.block_size:], kv_cache=self.cache)
+        with torch_threads(GENERATION_THREADS):
+            self.tokens = ids if self.tokens is None else torch.cat([self.tokens, ids], dim=1)
+            over = self.tokens.size(1) - self.block_size
+            cached = self.cache is not None and self.cache.pos > 0
+            if cached and over > 0 and self.pad is not None and int(self.pad.min()) >= over:
+                self._drop_front(over, in_cache=True)  # only padding overflows: forget it
+                over = 0
+            if cached and over <= 0:  # continue from the cache: only the new tokens are read
+                if ids.size(1) == 1 and self._decode_step is not None:
+                    return self._decode_step(ids, self.cache)
+                logits, _ = self.model(ids, kv_cache=self.cache)
+            else:
+                # Read the last block_size tokens from scratch: a prompt, every step without the
+                # cache, and every step once the context is full (what the uncached path reads,
+                # so both agree). The padding mask rides on a cache, a fresh one if need be.
+                self._drop_front(max(over, 0), in_cache=False)
+                cache = self.cache
+                if cache is None and self.pad is not None:
+                    cache = self.model.new_kv_cache()
+                if cache is not None:
+                    cache.reset()
+                    cache.set_padding(self.pad)
+                logits, _ = self.model(self.tokens, kv_cache=cache)
         return logits[:, -1, :]
+
+    def _drop_front(self, n: int, in_cache: bool) -> None:
+        """Forget the first ``n`` columns of the context (and of the cache: padding columns only)."""
+        if n <= 0:
+            return
+        self.tokens = self.tokens[:, n:]
+        if self.pad is not None:
+            self.pad = (self.pad - n).clamp(min=0)
+        if in_cache:
+            self.cache.drop_front(n)
+        if self.pad is not None and not bool(self.pad.any()):
+            self.pad = None
+
+    def keep(self, rows) -> None:
+        """Keep only the rows ``rows`` (indices into the current batch), e.g. those still writing."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        with torch_threads(GENERATION_THREADS):
+            self.tokens = self.tokens[rows]
+            if self.pad is not None:
+                self.pad = self.pad[rows]
+            if self.cache is not None:
+                self.cache.keep_rows(rows)  # also forgets the padding columns all remaining rows share
+            if self.pad is not None:
+                self._drop_front(int(self.pad.min()), in_cache=False)
 
 
 @contextlib.contextmanager
@@ -168,22 +262,47 @@ def _as_prompt(prompt_ids) -> list[int]:
     return [int(i) for i in ids]
 
 
+# Finished rows are dropped from the batch once this share of it is done: dropping copies the
+# KV cache, so it pays to wait for several rows; until then they are fed and their tokens ignored.
+# (Sampling 600 chat answers: 1.8x faster than feeding finished rows to the end; 0.1 to 0.5 alike.)
+DROP_FINISHED_SHARE = 0.25
+# The most rows decoded together. A step's cost per row stops falling at about 128 rows, while
+# the KV cache grows with the rows (256 rows x 100 tokens: ~100 MB for the cpu model).
+MAX_BATCH_ROWS = 256
+
+
 def _stream_rows(model, prompts: list[list[int]], max_new_tokens, temperature, top_k, top_p, stop_ids,
-                 use_cache, generator) -> Iterator[tuple[list[int], list[bool]]]:
-    """Equal-length prompts, decoded together. Yields (next id per row, row still active per row)."""
+                 use_cache, generator) -> Iterator[list[tuple[int, int]]]:
+    """Prompts of any lengths, decoded together (left-padded). ``max_new_tokens``: one budget, or
+    one per prompt. Yields, per step, ``(prompt index, new id)`` for each row still writing."""
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != len(prompts):
+        raise ValueError(f"{len(budgets)} budgets for {len(prompts)} prompts")
+    stops = set(stop_ids)
     with eval_mode(model):
-        decoder = Decoder(model, use_cache, max_tokens=len(prompts[0]) + max_new_tokens)
-        logits = decoder.feed(prompts)
-        stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=logits.device)
-        active = torch.ones(len(prompts), dtype=torch.bool, device=logits.device)
-        for step in range(max_new_tokens):
-            nxt = sample_next(logits, temperature, top_k, top_p, generator)
-            yield nxt.tolist(), active.tolist()
-            active &= ~torch.isin(nxt, stops)
-            if not active.any() or step == max_new_tokens - 1:
+        if max(budgets, default=0) < 1:
+            return
+        decoder = Decoder(model, use_cache)
+        with torch_threads(GENERATION_THREADS):  # one switch per step (feed's own is then a no-op)
+            nxt = sample_next(decoder.feed(prompts), temperature, top_k, top_p, generator)
+        rows = list(range(len(prompts)))  # the prompt each batch row answers
+        alive = [b > 0 for b in budgets]
+        for step in range(max(budgets)):
+            ids = nxt.tolist()
+            yield [(r, t) for r, t, a in zip(rows, ids, alive) if a]
+            # A row is done after its stop token or its last allowed token (both already yielded).
+            alive = [a and t not in stops and step + 1 < budgets[r] for r, t, a in zip(rows, ids, alive)]
+            n_alive = sum(alive)
+            if n_alive == 0:
                 break
-            # Finished rows keep being fed (a batch moves in lockstep); their tokens are discarded.
-            logits = decoder.feed(nxt[:, None])
+            if len(rows) - n_alive >= DROP_FINISHED_SHARE * len(rows):
+                keep = [i for i, a in enumerate(alive) if a]
+                decoder.keep(keep)
+                nxt = nxt[keep]
+                rows = [rows[i] for i in keep]
+                alive = [True] * len(rows)
+            with torch_threads(GENERATION_THREADS):
+                nxt = sample_next(decoder.feed(nxt[:, None]), temperature, top_k, top_p, generator)
 
 
 def stream(model, prompt_ids: Sequence[int], max_new_tokens: int, *, temperature: float = 1.0,
@@ -191,9 +310,9 @@ def stream(model, prompt_ids: Sequence[int], max_new_tokens: int, *, temperature
            use_cache: bool = True, generator: torch.Generator | None = None) -> Iterator[int]:
     """Yield new token ids one at a time, as soon as each is chosen (for live printing)."""
     prompt = _as_prompt(prompt_ids)
-    for ids, _ in _stream_rows(model, [prompt], max_new_tokens, temperature, top_k, top_p, stop_ids,
-                               use_cache, generator):
-        yield ids[0]
+    for step in _stream_rows(model, [prompt], max_new_tokens, temperature, top_k, top_p, stop_ids,
+                             use_cache, generator):
+        yield step[0][1]
 
 
 def generate(model, prompt_ids: Sequence[int], max_new_tokens: int, *, temperature: float = 1.0,
@@ -213,28 +332,33 @@ def generate(model, prompt_ids: Sequence[int], max_new_tokens: int, *, temperatu
     return out
 
 
-def generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, temperature: float = 1.0,
-                   top_k: int | None = None, top_p: float | None = None, stop_ids: Iterable[int] = (),
-                   use_cache: bool = True, generator: torch.Generator | None = None) -> list[list[int]]:
+def generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int | Sequence[int], *,
+                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                   stop_ids: Iterable[int] = (), use_cache: bool = True,
+                   generator: torch.Generator | None = None) -> list[list[int]]:
     """Continue several prompts; return the new ids of each, in the order given.
 
-    No padding: prompts of the same length run together as one batch, one batch per length.
-    (Equal-length prompts, e.g. several samples of one prompt for RL, are a single batch.)
-    Each row stops at its own stop token. With a generator the draws are repeatable, but
-    differ from calling :func:`generate` prompt by prompt (rows share the random stream).
+    Prompts of different lengths share a batch (up to :data:`MAX_BATCH_ROWS` rows, similar
+    lengths together): the shorter ones are padded on the left, and the model never attends to
+    the padding, so each row gets the tokens it would get alone (greedy decoding gives the same
+    tokens; the tests check it). Each row stops at its own stop token, or after its own budget
+    when ``max_new_tokens`` is a list (one per prompt); finished rows leave the batch. With a
+    generator the draws are repeatable, but differ from calling :func:`generate` prompt by
+    prompt (rows share the random stream).
     """
     prompts = [_as_prompt(p) for p in prompts]
-    stop_ids = tuple(stop_ids)
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(budgets) != len(prompts):
+        raise ValueError(f"{len(budgets)} budgets for {len(prompts)} prompts")
     results: list[list[int]] = [[] for _ in prompts]
-    by_length: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_length.setdefault(len(p), []).append(i)
-    for rows in by_length.values():
-        for ids, active in _stream_rows(model, [prompts[i] for i in rows], max_new_tokens, temperature, top_k,
-                                        top_p, stop_ids, use_cache, generator):
-            for i, token, alive in zip(rows, ids, active):
-                if alive:
-                    results[i].append(token)
+    # Batches of similar lengths (little padding), at most MAX_BATCH_ROWS rows each.
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for start in range(0, len(order), MAX_BATCH_ROWS):
+        batch = order[start:start + MAX_BATCH_ROWS]
+        for step in _stream_rows(model, [prompts[i] for i in batch], [budgets[i] for i in batch], temperature,
+                                 top_k, top_p, tuple(stop_ids), use_cache, generator):
+            for j, token in step:
+                results[batch[j]].append(token)
     return results
 
 
@@ -290,24 +414,6 @@ STOP_MAX_NEW_TOKENS = "max_new_tokens"  # it ran out of budget before closing th
 STOP_MAX_TOOL_CALLS = "max_tool_calls"  # it asked for one tool call more than allowed
 STOP_TOOL_CALL = "tool_call"            # it asked for a tool, but tools are switched off
 MAX_TOOL_CALLS = 3                      # tool calls allowed in one reply, by default
-# Chat replies are decoded on one thread. Each step moves tiny tensors (a few rows of one token),
-# so a second thread buys nothing; on a busy 2-core machine the threads' spin-waiting made the
-# chat evaluations 60x slower (known-fact QA, ci profile: 92 s on 2 threads, 1.4 s on 1).
-GENERATION_THREADS = 1
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run the block with ``n`` torch threads (None: unchanged), then restore the previous number."""
-    before = torch.get_num_threads()
-    if not n or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -415,45 +521,41 @@ def _tool_loop(model, tokenizer, rows: list[_Row], *, tools, max_tool_calls, tem
         active = [r for r in rows if not r.done]
         if not active:
             break
-        # generate_batch takes one budget: rows with different budgets go in separate calls.
-        by_budget: dict[int, list[_Row]] = {}
-        for r in active:
-            by_budget.setdefault(r.remaining, []).append(r)
-        for budget, group in by_budget.items():
-            outs = generate_batch(model, [r.ids for r in group], budget, temperature=temperature, top_k=top_k,
-                                  top_p=top_p, stop_ids=stops, use_cache=use_cache, generator=generator)
-            for r, new in zip(group, outs):
-                r.ids += new
-                r.turn += new
-                r.remaining -= len(new)
-                r.trace.new_tokens += len(new)
-                r.trace.segments.append(("model", new))
-                last = new[-1] if new else None
-                if last == im_end:
-                    r.done, r.trace.stop = True, STOP_END_OF_TURN
-                elif last == eot:
-                    r.done, r.trace.stop = True, STOP_END_OF_TEXT
-                elif last != call_end:
-                    r.done, r.trace.stop = True, STOP_MAX_NEW_TOKENS
-                elif not tools:
-                    r.done, r.trace.stop = True, STOP_TOOL_CALL
-                elif len(r.trace.tool_calls) >= max_tool_calls:
-                    r.done, r.trace.stop = True, STOP_MAX_TOOL_CALLS
-                elif r.remaining <= 0:
-                    r.done, r.trace.stop = True, STOP_MAX_NEW_TOKENS
-                else:
-                    expression = chat.parse_assistant_reply(new, tokenizer).get("tool_call", "")
-                    result = calculate(expression)
-                    r.trace.tool_calls.append({"expression": expression, "result": result.text, "ok": result.ok})
-                    injected = chat.render_tool_result(result.text, tokenizer)
-                    r.trace.segments.append(("tool", injected))
-                    r.turn += injected
-                    if len(r.ids) + len(injected) + r.remaining <= block:
-                        r.ids += injected  # the usual case: the result is simply appended
-                    else:  # it would overflow: cut the whole context again by the one rule
-                        turn_piece = chat.Piece(r.turn, [0] * len(r.turn), r.base[-1].turn)
-                        r.ids, _ = chat.truncate_pieces(r.base + [turn_piece], block - r.remaining)
-                        r.trace.truncated = True
+        # One batch per round, each row with its own budget.
+        outs = generate_batch(model, [r.ids for r in active], [r.remaining for r in active], temperature=temperature,
+                              top_k=top_k, top_p=top_p, stop_ids=stops, use_cache=use_cache, generator=generator)
+        for r, new in zip(active, outs):
+            r.ids += new
+            r.turn += new
+            r.remaining -= len(new)
+            r.trace.new_tokens += len(new)
+            r.trace.segments.append(("model", new))
+            last = new[-1] if new else None
+            if last == im_end:
+                r.done, r.trace.stop = True, STOP_END_OF_TURN
+            elif last == eot:
+                r.done, r.trace.stop = True, STOP_END_OF_TEXT
+            elif last != call_end:
+                r.done, r.trace.stop = True, STOP_MAX_NEW_TOKENS
+            elif not tools:
+                r.done, r.trace.stop = True, STOP_TOOL_CALL
+            elif len(r.trace.tool_calls) >= max_tool_calls:
+                r.done, r.trace.stop = True, STOP_MAX_TOOL_CALLS
+            elif r.remaining <= 0:
+                r.done, r.trace.stop = True, STOP_MAX_NEW_TOKENS
+            else:
+                expression = chat.parse_assistant_reply(new, tokenizer).get("tool_call", "")
+                result = calculate(expression)
+                r.trace.tool_calls.append({"expression": expression, "result": result.text, "ok": result.ok})
+                injected = chat.render_tool_result(result.text, tokenizer)
+                r.trace.segments.append(("tool", injected))
+                r.turn += injected
+                if len(r.ids) + len(injected) + r.remaining <= block:
+                    r.ids += injected  # the usual case: the result is simply appended
+                else:  # it would overflow: cut the whole context again by the one rule
+                    turn_piece = chat.Piece(r.turn, [0] * len(r.turn), r.base[-1].turn)
+                    r.ids, _ = chat.truncate_pieces(r.base + [turn_piece], block - r.remaining)
+                    r.trace.truncated = True
 
 
 def _reply_messages(trace: ChatTrace, tokenizer) -> list[dict]:

@@ -182,17 +182,22 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", torch.cat((angles.cos(), angles.cos()), dim=-1), persistent=False)
         self.register_buffer("sin", torch.cat((-angles.sin(), angles.sin()), dim=-1), persistent=False)
 
-    def forward(self, x, start: int = 0):
+    def forward(self, x, start: int = 0, positions=None):
         """Rotate ``x`` of shape (..., T, head_dim) whose first token sits at position ``start``.
 
         Any leading dimensions broadcast: the model rotates queries and keys together, stacked
-        as (2, B, n_head, T, head_dim), in one call.
+        as (2, B, n_head, T, head_dim), in one call. ``positions`` (B, T), when given, replaces
+        ``start``: each row's own positions (rows of a left-padded batch start at different columns).
         """
         T, half = x.size(-2), x.size(-1) // 2
-        if start + T > self.cos.size(0):
-            raise ValueError(f"positions {start}..{start + T - 1} exceed the context length {self.cos.size(0)}")
-        cos = self.cos[start:start + T].to(x.dtype)
-        sin = self.sin[start:start + T].to(x.dtype)
+        if positions is not None:
+            # (B, T, head_dim) -> (B, 1, T, head_dim): one angle per row and position, shared by the heads.
+            cos, sin = self.cos[positions].unsqueeze(-3).to(x.dtype), self.sin[positions].unsqueeze(-3).to(x.dtype)
+        else:
+            if start + T > self.cos.size(0):
+                raise ValueError(f"positions {start}..{start + T - 1} exceed the context length {self.cos.size(0)}")
+            cos = self.cos[start:start + T].to(x.dtype)
+            sin = self.sin[start:start + T].to(x.dtype)
         # x * cos + rotate_half(x) * sin, where rotate_half(x) = (-x2, x1). The minus sign lives in
         # the sin buffer, so what is left is swapping the halves, (x2, x1): a roll by half the
         # width. addcmul(a, b, c) = a + b * c in one pass. That is 3 passes over q and k instead of
@@ -204,9 +209,15 @@ class KVCache:
     """Keys and values of every layer for the tokens seen so far, so generation feeds one token
     at a time instead of the whole context again.
 
-    ``pos`` counts the tokens already stored; it is also the absolute position of the next
-    token, which is where RoPE rotates its query and key. Keys are stored already rotated.
-    Memory is allocated on first use, with the batch size, device and dtype of the first keys.
+    ``pos`` counts the columns already stored; it is also the position of the next token, which
+    is where RoPE rotates its query and key. Keys are stored already rotated. Memory is allocated
+    on first use, with the batch size, device and dtype of the first keys, and grows (up to
+    ``max_len``) as tokens arrive: writing into place, never concatenating.
+
+    **Left padding.** Prompts of different lengths share one batch by padding the shorter ones on
+    the left: ``pad`` (B,) holds each row's number of padding columns (None: no padding). A row's
+    token in column c then sits at position ``c - pad``, exactly where it would sit alone, and no
+    real token attends to a padding column (see :meth:`layout`).
     """
 
     def __init__(self, n_layer: int, max_len: int):
@@ -215,25 +226,92 @@ class KVCache:
         self.pos = 0
         self.k: list[torch.Tensor | None] = [None] * n_layer
         self.v: list[torch.Tensor | None] = [None] * n_layer
+        self.pad: torch.Tensor | None = None
+        self._layout = None  # positions and mask of the current forward, shared by its layers
 
     def update(self, layer: int, k, v):
-        """Store ``k, v`` (B, n_head, T, head_dim) at positions ``pos..pos+T-1``; return all keys and values so far."""
+        """Store ``k, v`` (B, n_head, T, head_dim) at columns ``pos..pos+T-1``; return all keys and values so far."""
         B, H, T, D = k.shape
-        if self.pos + T > self.max_len:
+        end = self.pos + T
+        if end > self.max_len:
             raise ValueError(f"KV cache full: {self.pos} + {T} tokens > max_len {self.max_len}")
-        if self.k[layer] is None:
-            self.k[layer] = k.new_zeros(B, H, self.max_len, D)
-            self.v[layer] = v.new_zeros(B, H, self.max_len, D)
-        self.k[layer][:, :, self.pos:self.pos + T] = k
-        self.v[layer][:, :, self.pos:self.pos + T] = v
-        return self.k[layer][:, :, :self.pos + T], self.v[layer][:, :, :self.pos + T]
+        if self.k[layer] is None or self.k[layer].size(2) < end:
+            # Room for this step and 64 more tokens (or double), so growing (a copy) is rare.
+            size = min(self.max_len, max(end + 64, 2 * (0 if self.k[layer] is None else self.k[layer].size(2))))
+            self.k[layer], self.v[layer] = (self._resized(t, new, size) for t, new in ((self.k[layer], k),
+                                                                                        (self.v[layer], v)))
+        self.k[layer][:, :, self.pos:end] = k
+        self.v[layer][:, :, self.pos:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def _resized(self, old, new, size):
+        B, H, _, D = new.shape
+        out = new.new_zeros(B, H, size, D)
+        if old is not None:
+            out[:, :, :self.pos] = old[:, :, :self.pos]
+        return out
+
+    def layout(self, T: int):
+        """RoPE positions (B, T) and the attention mask (B, 1, T, pos + T) for ``T`` new columns.
+
+        Both None without padding (the model then uses its plain causal path). With padding, a
+        query may see the keys at or before its column that are not padding; a padding query
+        sees itself only (it needs one key, or its softmax would be 0/0; nothing reads its output).
+        """
+        if self.pad is None:
+            return None, None
+        if self._layout is None or self._layout[0] != (self.pos, T):
+            cols = torch.arange(self.pos, self.pos + T, device=self.pad.device)  # the new columns
+            keys = torch.arange(self.pos + T, device=self.pad.device)
+            positions = (cols[None, :] - self.pad[:, None]).clamp(min=0)
+            mask = (keys <= cols[:, None]) & (keys[None, None, :] >= self.pad[:, None, None])
+            mask |= keys == cols[:, None]
+            self._layout = ((self.pos, T), positions, mask[:, None])
+        return self._layout[1], self._layout[2]
+
+    def set_padding(self, pad) -> None:
+        """Declare each row's left padding (a (B,) tensor of columns, or None); before the first token."""
+        if self.pos:
+            raise ValueError("set the padding of a KV cache before its first token")
+        self.pad = pad if pad is not None and bool(pad.any()) else None
+        self._layout = None
+
+    def keep_rows(self, rows) -> None:
+        """Keep only the batch rows ``rows`` (a tensor of indices): finished rows stop costing work."""
+        for store in (self.k, self.v):
+            for i, t in enumerate(store):
+                if t is not None:
+                    store[i] = t[rows]
+        if self.pad is not None:
+            self.pad = self.pad[rows]
+        self.drop_front(0 if self.pad is None else int(self.pad.min()))
+
+    def drop_front(self, n: int) -> None:
+        """Forget the first ``n`` columns, padding in every row (positions, so keys, do not change)."""
+        if n <= 0:
+            if self.pad is not None and not bool(self.pad.any()):
+                self.pad, self._layout = None, None
+            return
+        if self.pad is None or int(self.pad.min()) < n:
+            raise ValueError(f"drop_front({n}): only padding columns can be dropped")
+        for store in (self.k, self.v):
+            for i, t in enumerate(store):
+                if t is not None:
+                    t[:, :, :self.pos - n] = t[:, :, n:self.pos].clone()
+        self.pos -= n
+        self.pad = self.pad - n
+        self._layout = None
+        self.drop_front(0)
 
     def advance(self, n: int) -> None:
         """Called by the model once every layer has stored its ``n`` new tokens."""
         self.pos += n
 
     def reset(self) -> None:
+        """Empty the cache (its memory is kept), padding included."""
         self.pos = 0
+        self.pad = None
+        self._layout = None
 
 
 def causal_mask(T: int, start: int, device=None):
@@ -265,7 +343,8 @@ class CausalSelfAttention(nn.Module):
         qk, v = qkv.split((2, 1))  # queries and keys together (to rotate them in one call), values
         v = v.squeeze(0)
         start = kv_cache.pos if kv_cache is not None else 0
-        q, k = self.rope(qk, start).unbind(0)  # RoPE on queries and keys at once; v is not rotated
+        positions, mask = kv_cache.layout(T) if kv_cache is not None else (None, None)  # None unless padded
+        q, k = self.rope(qk, start, positions).unbind(0)  # RoPE on queries and keys at once; v is not rotated
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)
         dropout_p = self.dropout if self.training else 0.0
@@ -274,9 +353,12 @@ class CausalSelfAttention(nn.Module):
         if return_attention:
             # The explicit recipe, kept for plots: scores, causal mask, softmax, weighted sum.
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-            scores = scores.masked_fill(~causal_mask(T, start, x.device), float("-inf"))
+            scores = scores.masked_fill(~(causal_mask(T, start, x.device) if mask is None else mask), float("-inf"))
             attention = F.softmax(scores, dim=-1)
             y = F.dropout(attention, dropout_p, self.training) @ v
+        elif mask is not None:
+            # A left-padded batch: causal, and blind to the padding columns.
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         elif start == 0:
             # The fast path: a fused kernel that never materialises the (T, T) matrix.
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
@@ -406,10 +488,56 @@ class GPT(nn.Module):
             return logits, loss, attentions
         return logits, loss
 
-    def new_kv_cache(self, max_len: int | None = None) -> KVCache:
-        """An empty cache for ``max_len`` tokens (default and at most: the context); pass it to
-        :meth:`forward` as ``kv_cache``. Its memory is allocated for all of them at once."""
-        return KVCache(self.config.n_layer, min(max_len or self.config.block_size, self.config.block_size))
+    @torch.no_grad()
+    def decode_step(self, idx, kv_cache: KVCache):
+        """Logits (B, V) for one new token per row, ``idx`` (B, 1), after the tokens in ``kv_cache``.
+
+        The arithmetic of ``forward(idx, kv_cache=kv_cache)``, the same operations on the same
+        tensors (the tests check that the logits are bitwise equal), for the one call generation
+        repeats for every token. Written out because at this size the model does so little
+        arithmetic per token that the Python around it weighs: the ~60 module calls, the dropout
+        layers and the general shapes of ``forward`` were a good share of a step. It reads the
+        layers' weights directly, so it only stands in for ``forward`` while
+        :meth:`decode_step_applies` (the decoding loop checks).
+        """
+        B, T = idx.shape
+        pos = kv_cache.pos
+        if T != 1 or pos + 1 > self.config.block_size:
+            raise ValueError(f"decode_step takes one token per row within the context (got {T} at position {pos})")
+        C, H, D = self.config.n_embd, self.config.n_head, self.config.head_dim
+        positions, mask = kv_cache.layout(1)
+        rope = self.blocks[0].attn.rope  # every layer's holds the same angles
+        if positions is None:
+            cos, sin = rope.cos[pos], rope.sin[pos]  # (D,)
+        else:
+            cos, sin = rope.cos[positions[:, 0], None, None], rope.sin[positions[:, 0], None, None]  # (B, 1, 1, D)
+        x = F.embedding(idx[:, 0], self.tok_emb.weight)  # (B, C): one position, so no time axis
+        for i, block in enumerate(self.blocks):
+            attn, mlp = block.attn, block.mlp
+            h = F.rms_norm(x, (C,), block.attn_norm.weight, block.attn_norm.eps)
+            qkv = F.linear(h, attn.qkv.weight).view(B, 3, H, D)
+            qk = qkv[:, :2]
+            qk = torch.addcmul(qk * cos, qk.roll(D // 2, dims=-1), sin)  # RoPE, as RotaryEmbedding.forward
+            k, v = kv_cache.update(i, qk[:, 1, :, None], qkv[:, 2, :, None])  # (B, H, 1, D) in, all so far out
+            y = F.scaled_dot_product_attention(qk[:, 0, :, None], k, v, attn_mask=mask)
+            x = x + F.linear(y.view(B, C), attn.proj.weight)
+            h = F.rms_norm(x, (C,), block.mlp_norm.weight, block.mlp_norm.eps)
+            x = x + F.linear(F.silu(F.linear(h, mlp.gate.weight)) * F.linear(h, mlp.up.weight), mlp.down.weight)
+        kv_cache.advance(1)
+        return F.linear(F.rms_norm(x, (C,), self.norm.weight, self.norm.eps), self.lm_head.weight)
+
+    def decode_step_applies(self) -> bool:
+        """Does :meth:`decode_step` compute what ``forward`` computes for this model? Only while
+        every layer is the plain one built here: a replaced or wrapped layer (e.g. LoRA or
+        quantisation), a forward hook, or active dropout is seen by ``forward`` alone."""
+        plain = (type(self), Block, CausalSelfAttention, SwiGLU, RMSNorm, RotaryEmbedding, nn.Linear, nn.Embedding,
+                 nn.Dropout, nn.ModuleList)
+        return (type(self).forward is GPT.forward and (self.config.dropout == 0 or not self.training)
+                and all(type(m) in plain and not (m._forward_hooks or m._forward_pre_hooks) for m in self.modules()))
+
+    def new_kv_cache(self) -> KVCache:
+        """An empty cache as long as the context; pass it to :meth:`forward` as ``kv_cache``."""
+        return KVCache(self.config.n_layer, self.config.block_size)
 
     def num_params(self, exclude_embeddings: bool = False) -> int:
         """Number of parameters, the tied embedding/output matrix counted once.

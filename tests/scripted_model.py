@@ -21,11 +21,30 @@ _RESULT = re.compile(re.escape(TOOL_RESULT) + "(.*?)" + re.escape(TOOL_RESULT_EN
 
 
 class _Cache:
+    """The KV cache's bookkeeping (course_utils.model.KVCache), with token ids instead of keys."""
+
     def __init__(self):
-        self.pos, self.rows = 0, None
+        self.pos, self.rows, self.pad = 0, None, None
 
     def reset(self):
-        self.pos, self.rows = 0, None
+        self.pos, self.rows, self.pad = 0, None, None
+
+    def set_padding(self, pad):
+        self.pad = pad if pad is not None and bool(pad.any()) else None
+
+    def keep_rows(self, rows):
+        self.rows = [self.rows[i] for i in rows.tolist()]
+        if self.pad is not None:
+            self.pad = self.pad[rows]
+        self.drop_front(0 if self.pad is None else int(self.pad.min()))
+
+    def drop_front(self, n):
+        if n > 0:
+            self.rows = [r[n:] for r in self.rows]
+            self.pos -= n
+            self.pad = self.pad - n
+        if self.pad is not None and not bool(self.pad.any()):
+            self.pad = None
 
 
 class ScriptedChatModel(nn.Module):
@@ -64,6 +83,8 @@ class ScriptedChatModel(nn.Module):
             kv_cache.rows = rows if kv_cache.pos == 0 else [a + b for a, b in zip(kv_cache.rows, rows)]
             kv_cache.pos += T
             rows = kv_cache.rows
+            if kv_cache.pad is not None:  # a left-padded batch: the padding is not part of the context
+                rows = [r[p:] for r, p in zip(rows, kv_cache.pad.tolist())]
         logits = torch.zeros(B, T, self.config.vocab_size)
         for b, ctx in enumerate(rows):
             self.contexts.append(list(ctx))

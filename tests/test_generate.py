@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from course_utils.generate import (Decoder, filter_logits, generate, generate_batch, next_token_probabilities,
-                                   next_token_probs, sample_next, stream, text_generate)
+from course_utils.generate import (Decoder, _inverse_cdf, filter_logits, generate, generate_batch,
+                                   next_token_probabilities, next_token_probs, sample_next, stream, text_generate)
 from course_utils.model import GPT, GPTConfig
 
 
@@ -71,6 +71,30 @@ def test_filtered_tokens_are_always_the_least_likely(values, top_p, top_k):
         assert logits[~kept].max() <= logits[kept].min()
     probs = torch.softmax(filter_logits(logits, top_k=top_k), -1)
     assert probs[kept].sum() >= min(top_p, probs.sum()) - 1e-5
+
+
+def test_sampled_distribution_is_the_softmax_of_the_scaled_logits():
+    # The distribution: temperature, then softmax; a draw follows it (seeded, 40k draws).
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 3.0, 0.5]] * 40_000)
+    for temperature in (1.0, 0.7):
+        probs = torch.softmax(logits[0] / temperature, -1)
+        torch.testing.assert_close(next_token_probs(logits[0], temperature), probs)
+        draws = sample_next(logits, temperature, generator=torch.Generator().manual_seed(0))
+        freq = torch.bincount(draws, minlength=6).float() / len(draws)
+        # 5 standard errors of a frequency: a wrong distribution fails, chance does not.
+        assert ((freq - probs).abs() <= 5 * (probs * (1 - probs) / len(draws)).sqrt() + 1e-9).all(), (freq, probs)
+    # top-k: excluded tokens never come, the kept ones in proportion.
+    draws = sample_next(logits, 1.0, top_k=2, generator=torch.Generator().manual_seed(1))
+    assert set(draws.tolist()) == {0, 4}
+    share = (draws == 4).float().mean().item()
+    assert share == pytest.approx(torch.softmax(torch.tensor([3.0, 2.0]), -1)[0].item(), abs=0.02)
+
+
+def test_the_draw_never_picks_a_token_of_probability_zero():
+    # u in (0, 1]: the extremes land on the first and last tokens with probability, never beside them.
+    probs = torch.tensor([[0.0, 0.25, 0.0, 0.0, 0.75, 0.0]] * 4)
+    u = torch.tensor([[1e-300], [0.25], [0.2500001], [1.0]], dtype=torch.float64)
+    assert _inverse_cdf(probs, u).tolist() == [1, 1, 4, 4]
 
 
 def test_near_zero_temperature_is_greedy():
@@ -149,6 +173,93 @@ def test_batch_matches_one_prompt_at_a_time():
     assert generate_batch(model, prompts, 8, temperature=0, use_cache=False) == singles
 
 
+def plain_forward_only(model):
+    """The same model, but generation must use forward for every token (a hook does that)."""
+    model.blocks[0].register_forward_hook(lambda *args: None)
+    assert not model.decode_step_applies()
+    return model
+
+
+def test_cached_uncached_and_fast_step_decoding_give_identical_greedy_tokens():
+    model, slow = tiny(seed=4), plain_forward_only(tiny(seed=4))
+    assert model.decode_step_applies()
+    for prompt in ([5, 6, 7, 8], list(range(1, 15))):  # 30 new tokens: the 16-token context fills up
+        fast = generate(model, prompt, 30, temperature=0)
+        assert fast == generate(slow, prompt, 30, temperature=0) == generate(model, prompt, 30, temperature=0,
+                                                                               use_cache=False)
+        assert len(fast) == 30
+
+
+def test_left_padded_batches_give_the_tokens_of_single_prompts():
+    model = tiny(seed=1)
+    # Lengths 1 to 15 in a 16-token context: padded rows, rows that fill the context and get
+    # cut, and rows whose padding is forgotten once the longest row overflows.
+    prompts = [list(range(1, n + 1))[::-1] for n in (3, 1, 15, 7, 12, 2)]
+    singles = [generate(model, p, 12, temperature=0) for p in prompts]
+    assert generate_batch(model, prompts, 12, temperature=0) == singles
+    assert generate_batch(model, prompts, 12, temperature=0, use_cache=False) == singles
+    assert generate_batch(plain_forward_only(tiny(seed=1)), prompts, 12, temperature=0) == singles
+    # The next-token logits themselves: the padded batch against each prompt alone.
+    together = Decoder(model).feed(prompts)
+    for row, p in zip(together, prompts):
+        torch.testing.assert_close(row, Decoder(model).feed(p)[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="first feed"):
+        d = Decoder(model)
+        d.feed([[1, 2], [3, 4]])
+        d.feed([[1], [2, 3]])
+
+
+def test_large_batches_are_split_and_answers_keep_their_order(monkeypatch):
+    import course_utils.generate as G
+
+    model = tiny(seed=2)
+    prompts = [[1 + i % 5] * (1 + i % 4) for i in range(7)]
+    whole = generate_batch(model, prompts, 5, temperature=0)
+    monkeypatch.setattr(G, "MAX_BATCH_ROWS", 2)
+    assert generate_batch(model, prompts, 5, temperature=0) == whole == [generate(model, p, 5, temperature=0)
+                                                                         for p in prompts]
+
+
+def test_stop_logic_never_drops_a_finished_rows_last_token():
+    model = tiny(seed=1)
+    prompts = [[5, 6, 7, 8], [1, 2], [9, 9, 9, 9], [4, 3], [7], [2, 2, 2, 2, 2, 2]]
+    singles = [generate(model, p, 10, temperature=0) for p in prompts]
+    # Stop tokens that end rows at different steps, so finished rows leave the batch mid-way.
+    stops = {single[k] for single, k in zip(singles, (1, 3, 5)) if single[k] not in single[:k]}
+    cut = [s[:min(s.index(t) for t in stops if t in s) + 1] if stops & set(s) else s for s in singles]
+    assert any(len(c) < 10 for c in cut) and len({len(c) for c in cut}) > 2
+    assert generate_batch(model, prompts, 10, temperature=0, stop_ids=stops) == cut
+    for c, p in zip(cut, prompts):
+        assert generate(model, p, 10, temperature=0, stop_ids=stops) == c
+    # A budget per prompt: each row writes exactly its own number of tokens (or stops before).
+    budgets = [1, 10, 3, 0, 7, 2]
+    outs = generate_batch(model, prompts, budgets, temperature=0)
+    assert outs == [s[:b] for s, b in zip(singles, budgets)]
+
+
+def test_rows_kept_after_others_finish_continue_unchanged():
+    model = tiny(seed=2)
+    prompts = [[1, 2, 3], [4, 5], [6], [7, 8, 9, 10]]
+    d = Decoder(model)
+    d.feed(prompts)
+    d.feed([[11], [12], [13], [14]])
+    d.keep([3, 1])  # rows 0 and 2 are done; the shortest prompt's padding is forgotten with them
+    assert d.pad is not None and d.pad.tolist() == [0, 2] and d.tokens.size(1) == 5
+    after = d.feed([[15], [16]])
+    torch.testing.assert_close(after[0], Decoder(model).feed([7, 8, 9, 10, 14, 15])[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(after[1], Decoder(model).feed([4, 5, 12, 16])[0], atol=1e-5, rtol=1e-5)
+
+
+def test_generation_runs_on_one_thread_and_restores_the_callers():
+    model = plain_forward_only(tiny())
+    seen = []
+    model.blocks[0].register_forward_hook(lambda *args: seen.append(torch.get_num_threads()))
+    torch.set_num_threads(2)
+    generate_batch(model, [[1, 2], [3]], 4, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert seen and set(seen) == {1}
+    assert torch.get_num_threads() == 2
+
+
 def test_feeding_tokens_mid_generation_equals_one_long_prompt():
     # What a tool-call loop does: generate, inject the tool's answer, continue.
     model = tiny(seed=3).eval()
@@ -160,27 +271,19 @@ def test_feeding_tokens_mid_generation_equals_one_long_prompt():
     torch.testing.assert_close(injected, whole, atol=1e-5, rtol=1e-5)
 
 
-def test_the_cache_holds_only_the_tokens_a_generation_needs(monkeypatch):
+def test_the_cache_holds_only_the_tokens_a_generation_needs():
     # A batch of short prompts must not reserve the whole context per row (the gpu model's
     # reward stage decodes ~1,500 rows at once: 14 GB for a full-length cache).
-    model = tiny(seed=4, block_size=32).eval()
-    d = Decoder(model, use_cache=True, max_tokens=5)
+    model = tiny(seed=4, block_size=256).eval()
+    d = Decoder(model, use_cache=True)
     d.feed([1, 2, 3])
-    assert d.cache.k[0].size(2) == 5
-    d.feed([4])
-    d.feed([5])
-    grown = d.feed([6, 7])  # more than max_tokens: a cache as long as the context takes over
-    assert d.cache.k[0].size(2) == 32
-    whole = Decoder(model, use_cache=False).feed([1, 2, 3, 4, 5, 6, 7])
+    assert d.cache.k[0].size(2) < 256  # room for the prompt and some new tokens, not the context
+    tokens = [1, 2, 3] + [t % V for t in range(4, 80)]
+    for t in tokens[3:]:
+        grown = d.feed([t])  # past the first allocation: the cache grows, the logits stay exact
+    assert 79 <= d.cache.k[0].size(2) <= 256
+    whole = Decoder(model, use_cache=False).feed(tokens)
     torch.testing.assert_close(grown, whole, atol=1e-5, rtol=1e-5)
-
-    sizes = []
-    make = model.new_kv_cache
-    monkeypatch.setattr(model, "new_kv_cache", lambda max_len=None: sizes.append(max_len) or make(max_len))
-    prompts = [[1, 2, 3], [4, 5, 6], [7, 8]]
-    out = generate_batch(model, prompts, 6, temperature=0)
-    assert sizes == [3 + 6, 2 + 6]  # one cache per prompt length
-    assert out == generate_batch(model, prompts, 6, temperature=0, use_cache=False)
 
 
 def test_generation_restores_training_mode_and_refuses_empty_prompts():
@@ -231,3 +334,12 @@ def test_next_token_probabilities_are_the_models_last_position():
     long = "x" * 40 + "hello"
     assert next_token_probabilities(model, tok, long).probs == \
         pytest.approx(next_token_probabilities(model, tok, long[-16:]).probs, abs=1e-6)
+
+
+def test_prompts_longer_than_the_context_are_cut_in_a_padded_batch():
+    model = tiny(seed=3)
+    prompts = [list(range(1, 21)), [4, 5, 6], list(range(30, 48))]  # 20 and 18 tokens > block_size 16
+    singles = [generate(model, p, 6, temperature=0) for p in prompts]
+    assert singles[0] == generate(model, prompts[0][-16:], 6, temperature=0)
+    assert generate_batch(model, prompts, 6, temperature=0) == singles
+    assert generate_batch(model, prompts, 6, temperature=0, use_cache=False) == singles

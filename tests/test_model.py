@@ -225,6 +225,87 @@ def test_cached_forward_matches_the_full_forward():
         model(x[:, :1], kv_cache=cache)
 
 
+@torch.no_grad()  # as generation runs (with gradients on, RMSNorm takes its training path)
+def test_decode_step_is_bitwise_the_cached_forward():
+    model = tiny(seed=3)
+    for B, pad in ((1, None), (3, None), (3, torch.tensor([0, 4, 2]))):
+        x, nxt = tokens(B=B, T=9), tokens(B=B, T=1, seed=2)
+        a, b = model.new_kv_cache(), model.new_kv_cache()
+        a.set_padding(pad)
+        b.set_padding(pad)
+        model(x, kv_cache=a)
+        model(x, kv_cache=b)
+        for _ in range(3):  # a few steps, so the positions and the cache move on
+            slow = model(nxt, kv_cache=a)[0][:, -1]
+            fast = model.decode_step(nxt, b)
+            assert torch.equal(fast, slow) and a.pos == b.pos
+            nxt = slow.argmax(-1, keepdim=True)
+    with pytest.raises(ValueError, match="one token"):
+        model.decode_step(tokens(B=1, T=2), model.new_kv_cache())
+
+
+def test_decode_step_stands_in_for_forward_only_on_the_plain_model():
+    model = tiny()
+    assert model.decode_step_applies()
+
+    class Wrapped(torch.nn.Linear):  # e.g. a LoRA layer: forward sees it, decode_step would not
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    wrapped = Wrapped(TINY["n_embd"], 3 * TINY["n_embd"], bias=False)
+    model.blocks[1].attn.qkv = wrapped
+    assert not model.decode_step_applies()
+    hooked = tiny()
+    handle = hooked.norm.register_forward_hook(lambda *args: None)
+    assert not hooked.decode_step_applies()
+    handle.remove()
+    assert hooked.decode_step_applies()
+    assert not tiny(dropout=0.1).train().decode_step_applies() and tiny(dropout=0.1).eval().decode_step_applies()
+
+
+def test_left_padding_in_the_cache_gives_each_row_its_own_logits():
+    model = tiny(seed=4)
+    rows = [[5, 6, 7, 8, 9], [3, 4], [1, 2, 3]]
+    cache = model.new_kv_cache()
+    cache.set_padding(torch.tensor([0, 3, 2]))
+    padded = torch.tensor([[0] * (5 - len(r)) + r for r in rows])
+    logits, _ = model(padded, kv_cache=cache)
+    nxt, _ = model(torch.tensor([[10], [11], [12]]), kv_cache=cache)
+    for i, r in enumerate(rows):
+        alone, _ = model(torch.tensor([r + [10 + i]]))
+        torch.testing.assert_close(logits[i, -1], alone[0, -2], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(nxt[i, -1], alone[0, -1], atol=1e-5, rtol=1e-5)
+    # The explicit attention path applies the same mask: no weight on a padding column.
+    fresh = model.new_kv_cache()
+    fresh.set_padding(torch.tensor([0, 3, 2]))
+    _, _, att = model(padded, kv_cache=fresh, return_attention=True)
+    assert att[0][1, :, 3:, :3].abs().max() == 0 and att[0][2, :, 2:, :2].abs().max() == 0
+
+
+def test_cache_keeps_rows_forgets_shared_padding_and_grows():
+    model = tiny(seed=5)
+    x = tokens(B=3, T=6)
+    cache = model.new_kv_cache()
+    cache.set_padding(torch.tensor([1, 3, 2]))
+    model(x, kv_cache=cache)
+    assert cache.k[0].size(2) < model.config.block_size + 64  # allocated as needed, not block_size at once
+    cache.keep_rows(torch.tensor([2, 1]))  # both remaining rows start with >= 2 padding columns: dropped
+    assert cache.pos == 4 and cache.pad.tolist() == [0, 1] and cache.k[0].size(0) == 2
+    step, _ = model(tokens(B=2, T=1, seed=3), kv_cache=cache)
+    full = model.new_kv_cache()
+    full.set_padding(torch.tensor([1, 3, 2]))
+    model(x, kv_cache=full)
+    expect, _ = model(tokens(B=2, T=1, seed=3)[[0, 1, 0]], kv_cache=full)  # kept rows 2, 1 got tokens 0, 1
+    torch.testing.assert_close(step[:, -1], expect[[2, 1], -1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="padding"):
+        cache.drop_front(1)  # row 0 has no padding left
+    for n in range(model.config.block_size - cache.pos):  # fill it up: it grows to block_size, then refuses
+        model(tokens(B=2, T=1, seed=n), kv_cache=cache)
+    assert cache.pos == model.config.block_size == cache.k[0].size(2)
+    with pytest.raises(ValueError, match="block_size"):
+        model(tokens(B=2, T=1), kv_cache=cache)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -237,6 +318,19 @@ def test_save_and_load_a_stage_gives_identical_logits():
     assert again.lm_head.weight is again.tok_emb.weight  # still tied after loading
     x = tokens()
     assert torch.equal(again(x)[0], model(x)[0])
+
+
+def test_weight_names_and_shapes_are_those_of_saved_stages():
+    # Saved stages hold these tensors; a renamed or reshaped weight would orphan every checkpoint.
+    model = tiny()
+    C, F, V = TINY["n_embd"], model.config.mlp_hidden, TINY["vocab_size"]
+    expected = {"tok_emb.weight": (V, C), "lm_head.weight": (V, C), "norm.weight": (C,)}
+    for i in range(TINY["n_layer"]):
+        expected.update({f"blocks.{i}.attn_norm.weight": (C,), f"blocks.{i}.attn.qkv.weight": (3 * C, C),
+                         f"blocks.{i}.attn.proj.weight": (C, C), f"blocks.{i}.mlp_norm.weight": (C,),
+                         f"blocks.{i}.mlp.gate.weight": (F, C), f"blocks.{i}.mlp.up.weight": (F, C),
+                         f"blocks.{i}.mlp.down.weight": (C, F)})
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == expected
 
 
 def test_loading_into_a_different_shape_raises_a_clear_error():
