@@ -419,6 +419,10 @@ def dpo_config(**overrides) -> TrainConfig:
     cpu  120   32    1e-4   ~0.5 epoch of ~7,200 comparisons, ~2 min
     gpu  600   64    5e-5
     ==== ===== ===== ====== ======================================
+
+    On the cpu chain whose chat data mix answer qualities (win rate vs sft_tools at temperature 1):
+    120 steps at 1e-4 56.3 %; lr 2e-4 56.6 %; 240 steps 55.4 % (one thread each). DPO wins on
+    unsafe requests (70-73 %) and hardly on facts (51-52 %) in all three.
     """
     cfg = TrainConfig(
         max_steps=config.pick(ci=8, cpu=120, gpu=600, smoke=2),
