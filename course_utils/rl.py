@@ -637,16 +637,6 @@ def _setting(tokenizer=None):
     return parent, tokenizer, reference, prompts
 
 
-def evaluate_baseline(reference: nn.Module | None = None, tokenizer=None, reward_fn: RewardFn | None = None,
-                      greedy: bool = False) -> PolicyEval:
-    """``sft_tools``' graded answers to the held-out prompts (the baseline of every win rate),
-    sampled or (``greedy=True``) greedy."""
-    parent, tokenizer, ref, prompts = _setting(tokenizer)
-    reference = reference or ref
-    return evaluate_policy(reference, tokenizer, prompts["val"], name="sft_tools" + (", greedy" if greedy else ""),
-                           reward_fn=None if greedy else reward_fn, **eval_settings(greedy))
-
-
 def _save_policy_stage(name: str, model, tokenizer, parent, metrics: dict, history: dict, train_cfg: dict) -> stages.Stage:
     from .model import model_meta, save_model_files
 
@@ -666,7 +656,8 @@ def build_rlhf_stage(*, cfg: PPOConfig | None = None, baseline: PolicyEval | Non
     """PPO from ``sft_tools`` against stage ``reward``; judged on held-out prompts; saves stage ``rlhf``.
 
     ``save=False`` trains and evaluates without saving (the chapter's reward-hacking run).
-    ``baseline`` and ``greedy_baseline`` reuse :func:`evaluate_baseline` results already computed.
+    ``baseline`` and ``greedy_baseline`` reuse ``sft_tools``' graded answers already computed
+    (:func:`course_utils.policy.evaluate_policy` with :func:`eval_settings`).
     """
     from .chat import assistant_stop_ids
     from .model import model_from_stage
