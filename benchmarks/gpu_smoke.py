@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 
 CHAIN = ("clean", "tokenizer", "base", "sft", "sft_tools", "reward", "rlhf", "dpo")
 GIB = 2 ** 30
@@ -130,10 +129,12 @@ def step_peak(vocab_size: int, rows: int, tokens: int) -> dict:
 
 
 def _largest_group(lengths: list[int], copies: int) -> tuple[int, int]:
-    """(rows, prompt tokens) of the largest batch generate_batch decodes at once: it runs
-    prompts of equal length together, each ``copies`` times."""
-    length, count = Counter(lengths).most_common(1)[0]
-    return count * copies, length
+    """(rows, prompt tokens) of the largest batch generate_batch decodes at once, at most: it
+    runs up to MAX_BATCH_ROWS rows together (each prompt ``copies`` times), left-padded to the
+    longest prompt among them."""
+    from course_utils.generate import MAX_BATCH_ROWS
+
+    return min(len(lengths) * copies, MAX_BATCH_ROWS), max(lengths)
 
 
 def data_shapes(home: str) -> dict:
