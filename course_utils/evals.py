@@ -292,3 +292,134 @@ def chat_report(model, tokenizer, world, *, max_new_tokens: int | None = None, m
                      "unknown_people": unknown["examples"],
                      "arithmetic_tool": with_tool["examples"], "arithmetic_no_tool": no_tool["examples"]},
     }
+
+
+# ----------------------------------------------------------------------------- verifiable answers (chapter 10)
+
+# The one place and form of a final answer (world.answer_sentence): the whole final message.
+_ANSWER_FORMS = (re.compile(r"The answer is (-?\d+)\."), re.compile(r"答案是(-?\d+)。"))
+MAX_ANSWER_DIGITS = 9  # a longer "number" is not an answer to a word problem; int() of it is not attempted
+FORMAT_REWARD = 0.1    # a well-formed wrong answer earns this much: the format is learnt first
+
+# Why a reply earned what it earned, best first. Only "right" and "wrong" are well formed.
+ANSWER_KINDS = ("right", "wrong", "no answer", "answer not alone", "several numbers", "huge number",
+                "thinking not closed", "cut off", "tool loop")
+
+
+def strict_answer(text: str) -> int | None:
+    """The answer when ``text`` (a reply's final message) is exactly one answer sentence,
+    "The answer is 37." or "答案是37。", and nothing else; None otherwise."""
+    text = text.strip()
+    for form in _ANSWER_FORMS:
+        match = form.fullmatch(text)
+        if match and len(match.group(1).lstrip("-")) <= MAX_ANSWER_DIGITS:
+            return int(match.group(1))
+    return None
+
+
+def answer_kind(messages: Sequence[dict], trace, answer: int, tokenizer) -> str:
+    """Grade a reply to a problem whose answer is ``answer`` strictly: one of :data:`ANSWER_KINDS`.
+
+    ``messages`` and ``trace`` are what :func:`course_utils.generate.chat_replies` returned. A reply
+    is well formed when its turn closed, any thinking closed, and its final message is exactly one
+    answer sentence. Never raises, whatever the model wrote."""
+    from .generate import STOP_END_OF_TURN, STOP_MAX_TOOL_CALLS
+    from .tokenizer import THINK, THINK_END
+
+    if trace.stop == STOP_MAX_TOOL_CALLS:
+        return "tool loop"
+    written = [i for source, ids in trace.segments if source == "model" for i in ids]
+    if written.count(tokenizer.special_id(THINK)) > written.count(tokenizer.special_id(THINK_END)):
+        return "thinking not closed"
+    if trace.stop != STOP_END_OF_TURN:
+        return "cut off"
+    final = reply_text(messages)
+    value = strict_answer(final)
+    if value is not None:
+        return "right" if value == answer else "wrong"
+    numbers = re.findall(r"\d+", final)
+    if any(len(n) > MAX_ANSWER_DIGITS for n in numbers):
+        return "huge number"
+    if len(numbers) > 1:
+        return "several numbers"
+    if any(form.search(final) for form in _ANSWER_FORMS):
+        return "answer not alone"
+    return "no answer"
+
+
+def answer_reward(kind: str) -> float:
+    """The verifiable reward: 1 for the right answer, :data:`FORMAT_REWARD` for a well-formed
+    wrong one, 0 for anything else."""
+    return 1.0 if kind == "right" else FORMAT_REWARD if kind == "wrong" else 0.0
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chance that at least one of ``k`` answers drawn (without replacement) from ``n`` samples,
+    ``c`` of them right, is right: the unbiased pass@k estimator ``1 - C(n-c, k) / C(n, k)``."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    miss = 1.0
+    for i in range(n - c + 1, n + 1):  # C(n-c, k) / C(n, k) as a product, no huge integers
+        miss *= 1.0 - k / i
+    return 1.0 - miss
+
+
+def reasoning_max_new_tokens() -> int:
+    """Tokens a model may write per word problem (thinking, tool calls and answer): room for three
+    written-out steps and more."""
+    from . import config
+
+    return config.pick(ci=24, cpu=96, gpu=128)
+
+
+def word_problems(model, tokenizer, tasks: Sequence, *, samples: int = 1, temperature: float = 0.0, seed: int = 0,
+                  tools: bool = True, ks: Sequence[int] = (), max_new_tokens: int | None = None,
+                  max_examples: int = 10) -> dict:
+    """Ask each task (:class:`course_utils.world.Task`) ``samples`` times (greedy by default) and
+    grade every reply with :func:`answer_kind`.
+
+    Returns ``{"accuracy", "n", "by_difficulty": {d: accuracy}, "kinds": {kind: count},
+    "pass_at_k": {k: mean pass@k} (for ``ks`` up to ``samples``), "thinking_tokens" (mean tokens
+    inside <|think|>...<|/think|>), "tool_call_rate" (share of replies that called the calculator),
+    "loose_accuracy" (the loose :meth:`Task.check` on everything the model wrote), "examples"}``.
+    """
+    tasks = list(tasks)
+    generator = torch.Generator().manual_seed(seed)
+    runs = ask(model, tokenizer, [t.question for t in tasks for _ in range(samples)],
+               max_new_tokens=max_new_tokens or reasoning_max_new_tokens(), tools=tools, temperature=temperature,
+               generator=generator)
+    kinds = {k: 0 for k in ANSWER_KINDS}
+    right_per_task = [0] * len(tasks)
+    by_difficulty: dict[int, list[int]] = {}
+    thinking, called, loose, examples = 0, 0, 0, []
+    for j, (messages, trace) in enumerate(runs):
+        task = tasks[j // samples]
+        kind = answer_kind(messages, trace, task.answer, tokenizer)
+        kinds[kind] += 1
+        right_per_task[j // samples] += kind == "right"
+        by_difficulty.setdefault(task.difficulty, []).append(kind == "right")
+        written = [i for source, ids in trace.segments if source == "model" for i in ids]
+        thinking += thinking_tokens(written, tokenizer)
+        called += bool(trace.tool_calls)
+        loose += task.check(tokenizer.decode(written))
+        if len(examples) < max_examples and j % samples == 0:
+            examples.append({"question": task.question, "difficulty": task.difficulty, "answer": task.answer,
+                             "reply": tokenizer.decode(written), "kind": kind})
+    n = len(runs)
+    return {"accuracy": kinds["right"] / n if n else 0.0, "n": n,
+            "by_difficulty": {d: sum(v) / len(v) for d, v in sorted(by_difficulty.items())},
+            "kinds": kinds,
+            "pass_at_k": {k: sum(pass_at_k(samples, c, k) for c in right_per_task) / len(tasks)
+                          for k in ks if k <= samples},
+            "thinking_tokens": thinking / n if n else 0.0, "tool_call_rate": called / n if n else 0.0,
+            "loose_accuracy": loose / n if n else 0.0, "examples": examples}
+
+
+def thinking_tokens(written: Sequence[int], tokenizer) -> int:
+    """How many tokens a reply spent between ``<|think|>`` and ``<|/think|>`` (0 if it did not think)."""
+    from .chat import parse_assistant_reply
+
+    thought = parse_assistant_reply(list(written), tokenizer).get("thinking")
+    return len(tokenizer.encode(thought, allowed_special="none")) if thought else 0

@@ -451,15 +451,25 @@ def plot_calibration(rows, ax=None, *, title: str = "Reward model calibration (h
     return ax
 
 
-def plot_rl_history(runs: dict, axes=None, *, keys=("score", "kl", "judge"), smooth: float = 0.2):
-    """PPO curves, one line per run: ``runs`` maps a label to ``PPOResult.history``.
+RL_CURVES = {"score": "reward model score", "kl": "KL to sft_tools (nats/answer)",
+             "judge": "hidden rubric (the 'humans')", "length": "answer length (tokens)",
+             "reward": "reward of the sampled answers", "right": "sampled answers right (strict)",
+             "loose_only": "passed the loose check only", "several_numbers": "answers listing several numbers",
+             "eval_accuracy": "held-out problems right (greedy)", "thinking_tokens": "thinking (tokens per answer)",
+             "tool_call_rate": "answers that call the calculator"}
 
-    Panels: the reward model's score of the sampled answers, their KL to the reference, and
+
+def plot_rl_history(runs: dict, axes=None, *, keys=("score", "kl", "judge"), smooth: float = 0.2,
+                    xlabel: str = "PPO step"):
+    """RL curves, one line per run: ``runs`` maps a label to a history (``PPOResult.history``
+    or ``GRPOResult.history``), ``keys`` picks the panels (titles in :data:`RL_CURVES`).
+
+    For PPO: the reward model's score of the sampled answers, their KL to the reference, and
     (when recorded) the hidden rubric's judgement of the same answers. Lines are smoothed
-    (exponential moving average); the raw values are drawn faintly.
+    (exponential moving average); the raw values are drawn faintly. A quantity recorded only
+    now and then (a held-out evaluation) is drawn with markers, unsmoothed.
     """
-    labels = {"score": "reward model score", "kl": "KL to sft_tools (nats/answer)",
-              "judge": "hidden rubric (the 'humans')", "length": "answer length (tokens)"}
+    labels = RL_CURVES
     keys = [k for k in keys if any(k in h for hist in runs.values() for h in hist)]
     if axes is None:
         import matplotlib.pyplot as plt
@@ -473,10 +483,13 @@ def plot_rl_history(runs: dict, axes=None, *, keys=("score", "kl", "judge"), smo
                 continue
             steps, vals = zip(*pts)
             color = f"C{i}"
+            if len(pts) < len(hist) / 2:  # sparse: an evaluation every few steps
+                ax.plot(steps, vals, color=color, marker="o", label=label)
+                continue
             ax.plot(steps, vals, color=color, alpha=0.2, linewidth=0.8)
             ax.plot(steps, _ema(vals, smooth), color=color, label=label)
         ax.set_title(labels.get(key, key))
-        ax.set_xlabel("PPO step")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return axes
@@ -547,3 +560,63 @@ def plot_policy_comparison(models: dict, *, ceiling: float, greedy_ceiling: floa
     for ax in axes:
         ax.tick_params(axis="x", rotation=20)
     return fig
+
+
+# ----------------------------------------------------------------------------- chapter 10
+
+def plot_pass_at_k(curves: dict, ax=None, *, title: str = "pass@k on held-out word problems (difficulty 3-5)"):
+    """pass@k against k (log axis), one line per model: ``curves`` maps a label to ``{k: pass@k}``."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(6, 3.6))
+    for i, (label, table) in enumerate(curves.items()):
+        ks = sorted(int(k) for k in table)
+        ax.plot(ks, [table[k] if k in table else table[str(k)] for k in ks], marker="o", color=f"C{i}", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("k: answers sampled per problem")
+    ax.set_ylabel("share of problems solved by at least one")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_token_weights(lengths: Sequence[int], weights: dict, ax=None):
+    """How hard the loss pushes down each token of a wrong answer, by the answer's length:
+    ``weights`` maps a way of averaging to one per-token weight per length."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(6, 3.4))
+    for i, (label, values) in enumerate(weights.items()):
+        ax.plot(lengths, [abs(v) for v in values], marker="o", color=f"C{i}", label=label)
+    ax.set_xlabel("length of the wrong answer (tokens)")
+    ax.set_ylabel("push per token (relative)")
+    ax.set_title("Each token of a wrong answer: how much it is pushed down")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_accuracy_by_difficulty(models: dict, ax=None):
+    """Grouped bars: greedy accuracy per difficulty, one colour per model (``{label: {difficulty: accuracy}}``)."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(6, 3.4))
+    n = len(models)
+    width = 0.8 / max(1, n)
+    for i, (label, table) in enumerate(models.items()):
+        ds = sorted(int(d) for d in table)
+        xs = [d + (i - (n - 1) / 2) * width for d in ds]
+        ax.bar(xs, [table[d] if d in table else table[str(d)] for d in ds], width=width, color=f"C{i}", label=label)
+    ax.set_xticks(ds, [f"difficulty {d}" for d in ds])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("held-out problems right (greedy)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return ax

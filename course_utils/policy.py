@@ -135,11 +135,17 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor |
     per-token penalty in the reward), but it is never negative for any single sample, so a
     sum over a response is a sensible "distance travelled". Returns (B,), summed over tokens.
     """
-    log_r = (ref_logp - logp).float()
-    k3 = torch.expm1(log_r) - log_r
+    per_token = k3(logp, ref_logp)
     if mask is not None:
-        k3 = k3 * mask
-    return k3.sum(-1)
+        per_token = per_token * mask
+    return per_token.sum(-1)
+
+
+def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per token, ``r - 1 - log r`` with ``r = p_ref / p_policy``: the never-negative KL estimate
+    of :func:`kl_estimate`, before the sum (a penalty GRPO can add to its loss)."""
+    log_r = (ref_logp - logp).float()
+    return torch.expm1(log_r) - log_r
 
 
 # ----------------------------------------------------------------------------- sampled answers, graded

@@ -113,12 +113,18 @@ def ppo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torc
     Once a token's ratio has moved past ``1 +/- clip`` in the direction its advantage wants,
     its gradient is zero: the update cannot run away from the policy that sampled the data.
     """
+    per_token, clipped = clipped_surrogate(logp, old_logp, advantages, clip)
+    return masked_mean(per_token, mask), masked_mean(clipped.float(), mask)
+
+
+def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+                      clip: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per token, the clipped objective to minimise and whether the clip was active (both the
+    shape of ``logp``); :func:`ppo_policy_loss` averages them, GRPO averages them its own way."""
     ratio = torch.exp(logp - old_logp)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1 - clip, 1 + clip) * advantages
-    loss = masked_mean(-torch.minimum(unclipped, clipped), mask)
-    clipfrac = masked_mean((clipped < unclipped).float(), mask)
-    return loss, clipfrac
+    return -torch.minimum(unclipped, clipped), clipped < unclipped
 
 
 def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,

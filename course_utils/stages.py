@@ -94,6 +94,8 @@ register_stage("rlhf", "09_rlhf_and_dpo.ipynb", ("sft_tools", "reward"), "course
 # DPO needs no reward model, but it trains on the same comparisons, stored with stage reward.
 register_stage("dpo", "09_rlhf_and_dpo.ipynb", ("sft_tools", "reward"), "course_utils.rl:build_dpo_stage",
                description="the chat model after direct preference optimisation", recipe_version=6)
+register_stage("reasoning", "10_reasoning.ipynb", ("rlhf",), "course_utils.grpo:build_reasoning_stage",
+               description="the chat model after a warm-up on worked solutions and GRPO on word problems")
 
 
 def spec(name: str) -> StageSpec:

@@ -19,7 +19,8 @@ from .corpus import DOC_KINDS, Document, corpus_text, documents
 from .web import PAGE_KINDS, CrawlPage, PageLabel, crawl, jaccard, word_shingles
 from .datasets import (ALL_CLOZE_RELATIONS, DEFAULT_CLOZE_RELATIONS, DEFAULT_QA_RELATIONS, DIFFICULTIES,
                        IDK_MARKER, Task, chat_examples, cloze_probes, honesty_examples,
-                       idk_probes, qa_probes, tool_examples, tool_probes, verifiable_tasks)
+                       idk_probes, qa_probes, tool_examples, tool_probes, verifiable_tasks,
+                       worked_solution, answer_sentence)
 from .preferences import (PreferencePair, PreferencePrompt, describe_answer, judge, preference_pairs,
                           preference_prompts, rate_answers, rater_noise_ceiling, rubric_score)
 from .domain import DomainCorpus, domain_corpus
@@ -34,7 +35,7 @@ __all__ = [
     "cloze_probes", "qa_probes", "idk_probes", "CLOZE_SEPARATOR", "ALL_CLOZE_RELATIONS",
     "DEFAULT_CLOZE_RELATIONS", "DEFAULT_QA_RELATIONS", "contains_answer", "IDK_MARKER",
     "chat_examples", "honesty_examples", "tool_examples", "tool_probes",
-    "verifiable_tasks", "Task", "DIFFICULTIES",
+    "verifiable_tasks", "Task", "DIFFICULTIES", "worked_solution", "answer_sentence",
     "preference_prompts", "preference_pairs", "PreferencePrompt", "PreferencePair",
     "rubric_score", "describe_answer", "judge", "rater_noise_ceiling", "rate_answers",
     "domain_corpus", "DomainCorpus",

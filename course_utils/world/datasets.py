@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 from . import phrases as P
-from .corpus import ITEMS, KIDS, pronouns, generic_story_en
+from .corpus import HELPERS_ZH, ITEMS, ITEMS_ZH, KIDS, KIDS_ZH, pronouns, generic_story_en
 from .facts import Country, Person, World, component_rng, invent_names
 from .questions import COUNTRY_PHRASINGS, PERSON_PHRASINGS, FactQA, country_qa, dress, person_qa
 from .styles import demonstration
@@ -460,6 +460,7 @@ def _probe_triples(seed: int, n_tool: int, n_probes: int) -> tuple:
 
 DIFFICULTIES = (1, 2, 3, 4, 5)
 ANSWER_PREFIX = "The answer is"
+ANSWER_PREFIX_ZH = "答案是"
 
 
 @dataclass(frozen=True)
@@ -467,12 +468,29 @@ class Task:
     question: str
     answer: int
     difficulty: int
-    solution: str  # worked steps, ending "The answer is N."
+    solution: str  # worked steps, ending "The answer is N." ("答案是N。" in Chinese)
+    language: str = "en"
 
     def check(self, text: str) -> bool:
-        """True when the last integer in ``text`` is the answer (the reward of chapter 10)."""
-        numbers = re.findall(r"-?\d+", text)
-        return bool(numbers) and int(numbers[-1]) == self.answer
+        """The *loose* check: True when the answer is among the integers anywhere in ``text``.
+
+        Easy to write and easy to game: a reply that lists several numbers passes whenever one
+        of them is right. :func:`course_utils.evals.strict_answer` is the check to train on."""
+        return self.answer in {int(n) for n in re.findall(r"-?\d{1,12}", text)}
+
+    @property
+    def steps(self) -> str:
+        """The worked steps without the closing answer sentence: what a model thinks before answering."""
+        return self.solution.rsplit(ANSWER_PREFIX_ZH if self.language == "zh" else ANSWER_PREFIX, 1)[0].strip()
+
+    @property
+    def answer_sentence(self) -> str:
+        return answer_sentence(self.answer, self.language)
+
+
+def answer_sentence(answer: int, language: str = "en") -> str:
+    """The one place and form a final answer takes: "The answer is 37." or "答案是37。"."""
+    return f"{ANSWER_PREFIX_ZH}{answer}。" if language == "zh" else f"{ANSWER_PREFIX} {answer}."
 
 
 def _task(rng: random.Random, difficulty: int) -> Task:
@@ -509,12 +527,75 @@ def _task(rng: random.Random, difficulty: int) -> Task:
                                    f"{left} + {gift} = {left + gift}. {ANSWER_PREFIX} {left + gift}.")
 
 
-def verifiable_tasks(world: World, difficulty: int, n: Optional[int] = None) -> list[Task]:
+def _task_zh(rng: random.Random, difficulty: int) -> Task:
+    """The same five kinds of problem, asked in Chinese (the worked steps are the same sums)."""
+    kid = rng.choice(KIDS_ZH)
+    i = rng.randrange(len(ITEMS_ZH))
+    unit_item = ITEMS_ZH[i]  # "个贝壳": measure word + noun, as the corpus writes most of them
+    if unit_item in ("苹果", "弹珠"):
+        unit_item = "个" + unit_item
+    item = unit_item[1:]
+    zh = lambda steps, answer: f"{steps} {ANSWER_PREFIX_ZH}{answer}。"  # noqa: E731
+    if difficulty == 1:
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        return Task(f"{a}加{b}等于多少？", a + b, 1, zh(f"{a} + {b} = {a + b}.", a + b), "zh")
+    if difficulty == 2:
+        a, b = rng.randint(10, 99), rng.randint(10, 99)
+        if rng.random() < 0.5:
+            return Task(f"{a}加{b}等于多少？", a + b, 2, zh(f"{a} + {b} = {a + b}.", a + b), "zh")
+        a, b = max(a, b), min(a, b)
+        return Task(f"{a}减{b}等于多少？", a - b, 2, zh(f"{a} - {b} = {a - b}.", a - b), "zh")
+    if difficulty == 3:
+        a, b = rng.randint(2, 9), rng.randint(2, 12)
+        q = f"{kid}有{a}个袋子，每个袋子里有{b}{unit_item}。{kid}一共有多少{item}？"
+        return Task(q, a * b, 3, zh(f"{a} × {b} = {a * b}.", a * b), "zh")
+    if difficulty == 4:
+        start, packs, each = rng.randint(5, 40), rng.randint(2, 6), rng.randint(2, 9)
+        got = packs * each
+        q = f"{kid}有{start}{unit_item}。{kid}又买了{packs}包，每包{each}{unit_item}。{kid}现在有多少{item}？"
+        return Task(q, start + got, 4, zh(f"{packs} × {each} = {got}. {start} + {got} = {start + got}.", start + got),
+                    "zh")
+    n_toys, price, gift = rng.randint(2, 5), rng.randint(3, 9), rng.randint(5, 20)
+    cost = n_toys * price
+    start = cost + rng.randint(5, 40)
+    left = start - cost
+    helper = rng.choice(HELPERS_ZH)
+    q = (f"{kid}有{start}枚硬币。{kid}买了{n_toys}个玩具，每个{price}枚硬币。然后{helper}给了{kid}{gift}枚硬币。"
+         f"{kid}现在有多少枚硬币？")
+    return Task(q, left + gift, 5, zh(f"{n_toys} × {price} = {cost}. {start} - {cost} = {left}. "
+                                      f"{left} + {gift} = {left + gift}.", left + gift), "zh")
+
+
+def verifiable_tasks(world: World, difficulty: int, n: Optional[int] = None, language: str = "en") -> list[Task]:
     """Problems with exact integer answers. Difficulty 1 is "3 + 5"; 2 two-digit sums and
-    differences; 3 one-step word problems; 4 two steps; 5 three steps."""
+    differences; 3 one-step word problems; 4 two steps; 5 three steps. ``language`` "zh" asks
+    the same kinds of problem in Chinese (a separate seeded stream: the English ones do not change)."""
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, not {difficulty!r}")
-    rng = component_rng(world.seed, "verifiable", difficulty)
+    if language not in ("en", "zh"):
+        raise ValueError(f"language must be 'en' or 'zh', not {language!r}")
     n = world.sizes.n_verifiable if n is None else n
+    if language == "zh":
+        rng = component_rng(world.seed, "verifiable-zh", difficulty)
+        return [_task_zh(rng, difficulty) for _ in range(n)]
+    rng = component_rng(world.seed, "verifiable", difficulty)
     return [_task(rng, difficulty) for _ in range(n)]
 
+
+def worked_solution(task: Task, calculator: bool = False) -> Conversation:
+    """A task answered the way chapter 10 teaches, the answer alone at the end, in its one place
+    and form. Two ways to get there, as two students might:
+
+    - in the head (default): the steps written out inside the assistant's thinking
+      (``<|think|>2 × 7 = 14. 23 + 14 = 37.<|/think|>The answer is 37.``);
+    - with the calculator: one call per step, each result used by the next call.
+    """
+    question = {"role": "user", "content": task.question}
+    if not calculator:
+        return [question, {"role": "assistant", "thinking": task.steps, "content": task.answer_sentence}]
+    messages = [question]
+    for step in re.findall(r"(\d+) ([-+×]) (\d+) = (\d+)\.", task.steps):
+        a, op, b, result = step
+        messages += [{"role": "assistant", "tool_call": f"{a}{'*' if op == '×' else op}{b}"},
+                     {"role": "tool", "content": result}]
+    return messages + [{"role": "assistant", "content": task.answer_sentence}]
