@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 
-CHAIN = ("clean", "tokenizer", "base", "sft", "sft_tools", "reward", "rlhf", "dpo")
+CHAIN = ("clean", "tokenizer", "base", "sft", "sft_tools", "reward", "rlhf", "dpo", "reasoning")
 GIB = 2 ** 30
 
 
@@ -142,6 +142,8 @@ def data_shapes(home: str) -> dict:
     comparison, the longest RL prompt, and the largest batches the decoding steps run."""
     from course_utils import stages, world
     from course_utils.chat import render_for_completion
+    from course_utils.generate import MAX_BATCH_ROWS
+    from course_utils.grpo import grpo_config
     from course_utils.reward import SAMPLED_ANSWERS_PER_PROMPT, encode_prompt, encode_response, split_prompts
     from course_utils.rl import eval_settings
 
@@ -153,14 +155,20 @@ def data_shapes(home: str) -> dict:
         pairs = world.preference_pairs(w)
         prompts = world.preference_prompts(w)
         questions = [q for q, _ in world.qa_probes(w) + world.idk_probes(w) + world.tool_probes(w)]
+        problems = [t.question for d in world.DIFFICULTIES for lang in ("en", "zh")
+                    for t in world.verifiable_tasks(w, d, language=lang)]
+        grpo_rows = grpo_config().prompts_per_step * grpo_config().group_size
     longest_pair = max(len(encode_prompt(tokenizer, p.prompt)) + max(len(encode_response(tokenizer, p.chosen)),
                                                                        len(encode_response(tokenizer, p.rejected)))
                        for p in pairs)
     lengths = {p.prompt_id: len(encode_prompt(tokenizer, p.prompt)) for p in prompts}
     val = [lengths[p.prompt_id] for p in split_prompts(prompts)["val"]]
     chat = [len(render_for_completion([{"role": "user", "content": q}], tokenizer)) for q in questions]
+    word_problems = [len(render_for_completion([{"role": "user", "content": q}], tokenizer)) for q in problems]
     return {"longest_comparison": longest_pair, "longest_rl_prompt": max(lengths.values()),
+            "longest_word_problem": max(word_problems),
             "decode": {"chat_eval": _largest_group(chat, 1),
+                       "grpo_groups": (min(grpo_rows, MAX_BATCH_ROWS), max(word_problems)),
                        "reward_sampling": _largest_group(list(lengths.values()), SAMPLED_ANSWERS_PER_PROMPT),
                        "rl_eval": _largest_group(val, samples)}}
 
@@ -168,6 +176,8 @@ def data_shapes(home: str) -> dict:
 def gpu_memory(home: str) -> list[dict]:
     from course_utils import config
     from course_utils.evals import chat_max_new_tokens
+    from course_utils.generate import MAX_TOOL_CALLS
+    from course_utils.grpo import grpo_config
     from course_utils.model import GPT, default_config
     from course_utils.pretrain import pretrain_config
     from course_utils.reward import reward_config
@@ -180,7 +190,7 @@ def gpu_memory(home: str) -> list[dict]:
         shape = default_config(vocab)
         params = GPT(shape).num_params()
         data = data_shapes(home)
-        block, ppo = shape.block_size, ppo_config()
+        block, ppo, grpo = shape.block_size, ppo_config(), grpo_config()
         pair_tokens = min(block, data["longest_comparison"])
         # stage: (rows, tokens per row, frozen models held beside the trained one, decoding, new tokens)
         plan = {
@@ -191,6 +201,11 @@ def gpu_memory(home: str) -> list[dict]:
             "rlhf": (ppo.prompts_per_step * ppo.samples_per_prompt,
                      min(block, data["longest_rl_prompt"] + ppo.max_new_tokens), 3, "rl_eval", ppo.max_new_tokens),
             "dpo": (2 * dpo_config().batch_size, pair_tokens, 1, "rl_eval", ppo.max_new_tokens),
+            # GRPO: every answer of a step in one pass (prompt, what the model wrote, calculator results);
+            # no frozen model (no KL penalty by default). A calculator result is a few tokens.
+            "reasoning": (grpo.prompts_per_step * grpo.group_size,
+                          min(block, data["longest_word_problem"] + grpo.max_new_tokens + MAX_TOOL_CALLS * 8), 0,
+                          "grpo_groups", grpo.max_new_tokens),
         }
         kv_per_token = shape.n_layer * 2 * shape.n_embd * 4  # keys and values, fp32
         out = []

@@ -28,6 +28,12 @@ TARGETS = (
     ("rlhf", "win rate vs sft_tools, all greedy", "greedy_win_rate", ">", 0.5),
     ("dpo", "win rate vs sft_tools at temperature 1 (hidden rubric)", "win_rate", ">=", 0.60),
     ("dpo", "win rate vs sft_tools, all greedy", "greedy_win_rate", ">", 0.5),
+    ("reasoning", "held-out word problems (difficulty 3-5, greedy): gain over rlhf (points)", "gain_over_rlhf_pts",
+     ">=", 20.0),
+    ("reasoning", "known facts: drop from rlhf (points)", "known_fact_accuracy_drop_pts", "<=", 5.0),
+    ("reasoning", "'I don't know' on unknown people: drop from rlhf (points)", "unknown_idk_rate_drop_pts", "<=", 5.0),
+    ("reasoning", "3-digit arithmetic with the calculator: drop from rlhf (points)",
+     "arithmetic_tool_accuracy_drop_pts", "<=", 5.0),
 )
 # Reported beside the targets: what a number means depends on these.
 CONTEXT = {"sft": ("known_fact_accuracy", "heldout_phrasing_accuracy"),
@@ -35,7 +41,10 @@ CONTEXT = {"sft": ("known_fact_accuracy", "heldout_phrasing_accuracy"),
            "rlhf": ("eval_kl", "wins", "ties", "losses", "greedy_wins", "greedy_ties", "greedy_losses",
                     "greedy_win_rate_ceiling"),
            "dpo": ("eval_kl", "wins", "ties", "losses", "win_rate_ceiling", "greedy_wins", "greedy_ties",
-                   "greedy_losses", "greedy_win_rate_ceiling")}
+                   "greedy_losses", "greedy_win_rate_ceiling"),
+           "reasoning": ("word_problem_accuracy_rlhf", "word_problem_accuracy_warmup", "word_problem_accuracy",
+                         "gain_over_warmup_pts", "word_problem_accuracy_zh", "by_difficulty", "pass_at_k",
+                         "pass_at_k_rlhf", "word_problem_n")}
 
 
 def compare(metrics: dict[str, dict]) -> dict:

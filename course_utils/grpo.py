@@ -395,8 +395,10 @@ class ReasoningRun:
         return self.start.model
 
 
-def warm_start(warmup_cfg: TrainConfig | None = None, *, progress: bool = True, verbose: bool = True) -> WarmStart:
-    """Load stage ``rlhf`` (rebuilt if missing), measure it, warm it up on worked solutions
+def warm_start(warmup_cfg: TrainConfig | None = None, *, before: dict | None = None, progress: bool = True,
+               verbose: bool = True) -> WarmStart:
+    """Load stage ``rlhf`` (rebuilt if missing), measure it (unless ``before``, its
+    :func:`measure` with ``pass_k=True``, is given), warm it up on worked solutions
     (:func:`warm_up`) and measure it again."""
     from .model import model_from_stage
     from .sft import load_world
@@ -406,7 +408,7 @@ def warm_start(warmup_cfg: TrainConfig | None = None, *, progress: bool = True, 
     model, tokenizer = model_from_stage(parent), parent.tokenizer()
     world = load_world()
     tasks = split_tasks(world)
-    before = measure(model, tokenizer, world, tasks, name="rlhf", pass_k=True)
+    before = before or measure(model, tokenizer, world, tasks, name="rlhf", pass_k=True)
     warmup = warm_up(model, tokenizer, world, tasks["train"], warmup_cfg, progress=progress, verbose=verbose)
     warmed = measure(model, tokenizer, world, tasks, name="warm-up", general=False, pass_k=True)
     if verbose:

@@ -212,7 +212,7 @@ def test_heldout_people_and_probes_stay_out_of_training_data(profile):
 
 # ----------------------------------------------------------------------------- the chain, smoke run
 
-CHAIN = ("clean", "tokenizer", "base", "sft", "sft_tools", "reward", "rlhf", "dpo")
+CHAIN = ("clean", "tokenizer", "base", "sft", "sft_tools", "reward", "rlhf", "dpo", "reasoning")
 
 
 def test_the_gpu_chain_builds_every_stage_at_gpu_shapes(monkeypatch, isolated_course_home, gpu_world):
@@ -223,7 +223,7 @@ def test_the_gpu_chain_builds_every_stage_at_gpu_shapes(monkeypatch, isolated_co
 
     monkeypatch.setenv("COURSE_PROFILE", "gpu")
     monkeypatch.setenv("COURSE_SMOKE", "1")
-    assert stages.build_plan("dpo") == [n for n in CHAIN if n != "rlhf"]
+    assert stages.build_plan("dpo") == [n for n in CHAIN if n not in ("rlhf", "reasoning")]
     built = {name: stages.ensure_stage(name) for name in CHAIN}
 
     assert all(s.dir.parent.name == "gpu-smoke" and s.meta["profile"] == "gpu" for s in built.values())
@@ -244,6 +244,10 @@ def test_the_gpu_chain_builds_every_stage_at_gpu_shapes(monkeypatch, isolated_co
     assert built["dpo"].meta["train_config"]["max_steps"] == 2
     history = json.loads(built["rlhf"].path("history.json").read_text())["history"]
     assert len(history) == 1 and built["rlhf"].meta["train_config"]["ppo_epochs"] == 2
+    reasoning = json.loads(built["reasoning"].path("history.json").read_text())
+    assert [h["step"] for h in reasoning["history"]] == [0, 1] and len(reasoning["warmup_history"]) >= 1
+    assert built["reasoning"].meta["train_config"]["warmup"]["max_steps"] == 2
+    assert built["reasoning"].meta["parents"] == ["rlhf"]
     # The chat evaluations ran, on a few probes each.
     assert built["sft_tools"].metrics["known_fact_n"] == 2 and built["sft_tools"].metrics["arithmetic_n"] == 2
     assert built["dpo"].metrics["n"] >= 1

@@ -183,3 +183,33 @@ def test_a_kl_penalty_without_a_reference_is_an_error():
     with pytest.raises(ValueError, match="reference"):
         grpo.grpo_train(model, tok, [Task("q", 1, 1, "The answer is 1.")], grpo.GRPOConfig(steps=1, kl_coef=0.1),
                         lambda *a: 0.0, progress=False)
+
+
+# ----------------------------------------------------------------------------- the data
+
+def test_held_out_problems_are_never_practised_and_chinese_ones_are_their_own():
+    from course_utils import world
+
+    w = world.build_world(0)
+    tasks = grpo.split_tasks(w, n_eval=5)
+    asked = {t.question for t in tasks["eval"] + tasks["eval_zh"]}
+    assert len(tasks["eval"]) == len(tasks["eval_zh"]) == 15
+    assert {t.difficulty for t in tasks["eval"]} == {3, 4, 5} and {t.language for t in tasks["eval_zh"]} == {"zh"}
+    assert not asked & {t.question for t in tasks["train"]}
+    assert {t.language for t in tasks["train"]} == {"en", "zh"}
+    # Chinese problems come from their own stream: asking for them leaves the English ones as they were.
+    assert world.verifiable_tasks(w, 4, 10) == world.verifiable_tasks(w, 4, 10)
+    for t in world.verifiable_tasks(w, 5, 20, language="zh"):
+        assert t.check(t.solution) and t.solution.endswith(answer_sentence(t.answer, "zh"))
+
+
+def test_a_calculator_solution_calls_the_calculator_once_per_step():
+    from course_utils.tools import calculate
+    from course_utils import world
+
+    for task in world.verifiable_tasks(world.build_world(0), 5, 10):
+        conv = worked_solution(task, calculator=True)
+        calls = [m["tool_call"] for m in conv if "tool_call" in m]
+        results = [m["content"] for m in conv if m["role"] == "tool"]
+        assert len(calls) == 3 and [calculate(c).text for c in calls] == results
+        assert results[-1] == str(task.answer) and conv[-1]["content"] == task.answer_sentence
