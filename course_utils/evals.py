@@ -302,8 +302,8 @@ MAX_ANSWER_DIGITS = 9  # a longer "number" is not an answer to a word problem; i
 FORMAT_REWARD = 0.1    # a well-formed wrong answer earns this much: the format is learnt first
 
 # Why a reply earned what it earned, best first. Only "right" and "wrong" are well formed.
-ANSWER_KINDS = ("right", "wrong", "no answer", "answer not alone", "several numbers", "huge number",
-                "thinking not closed", "cut off", "tool loop")
+ANSWER_KINDS = ("right", "wrong", "no answer", "answer not alone", "several numbers", "not a whole number",
+                "huge number", "thinking not closed", "cut off", "tool loop")
 
 
 def strict_answer(text: str) -> int | None:
@@ -340,6 +340,8 @@ def answer_kind(messages: Sequence[dict], trace, answer: int, tokenizer) -> str:
     numbers = re.findall(r"\d+", final)
     if any(len(n) > MAX_ANSWER_DIGITS for n in numbers):
         return "huge number"
+    if re.search(r"\d\s*[./]\s*\d", final):
+        return "not a whole number"
     if len(numbers) > 1:
         return "several numbers"
     if any(form.search(final) for form in _ANSWER_FORMS):

@@ -106,6 +106,8 @@ def _reply(tok, text: str, stop: str = "end_of_turn"):
     ("<|think|>5 × 6 = 31.<|/think|>The answer is 31.<|im_end|>", "end_of_turn", "wrong"),
     ("The answer is 29. The answer is 30.<|im_end|>", "end_of_turn", "several numbers"),
     ("29, 30 or 31.<|im_end|>", "end_of_turn", "several numbers"),
+    ("The answer is 30.5.<|im_end|>", "end_of_turn", "not a whole number"),
+    ("The answer is 61/2.<|im_end|>", "end_of_turn", "not a whole number"),
     ("The answer is 30. I am sure.<|im_end|>", "end_of_turn", "answer not alone"),
     ("<|think|>The answer is 30.<|/think|>Thirty.<|im_end|>", "end_of_turn", "no answer"),
     ("<|im_end|>", "end_of_turn", "no answer"),
