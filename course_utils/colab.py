@@ -33,8 +33,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = REPO_ROOT / "pyproject.toml"
 README = REPO_ROOT / "README.md"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
-# The first line of every install cell: how set-repo finds the cell to rewrite.
+# The first line of every install cell: how set-repo finds the cell to rewrite (the older wording
+# too, so a notebook copied from an older chapter is brought up to date).
 INSTALL_MARKER = "# On Colab: install the course package"
+_OLD_MARKERS = ("# Colab only: install the course package",)
 
 _REPO_LINE = re.compile(r'^(Repository\s*=\s*)"([^"]*)"', re.MULTILINE)
 _GITHUB = re.compile(r"^https://github\.com/([A-Za-z0-9][A-Za-z0-9-]{0,38})/([A-Za-z0-9._-]{1,100})$")
@@ -89,8 +91,9 @@ def keep_on_drive() -> Path | None:
 
 # ----------------------------------------------------------------------------- the one address
 
-def repo_url(pyproject: Path = PYPROJECT) -> str:
+def repo_url() -> str:
     """The repository's address, from ``[project.urls] Repository`` in pyproject.toml."""
+    pyproject = PYPROJECT
     match = _REPO_LINE.search(pyproject.read_text(encoding="utf-8"))
     if not match:
         raise ColabSetupError(f'{pyproject} has no line `Repository = "https://github.com/<owner>/<repo>"` '
@@ -98,9 +101,9 @@ def repo_url(pyproject: Path = PYPROJECT) -> str:
     return match.group(2)
 
 
-def release_ref(version: str = __version__) -> str:
+def release_ref() -> str:
     """The git tag the install cell pins: the version this package (and so this notebook) has."""
-    return f"v{version}"
+    return f"v{__version__}"
 
 
 def normalise_repo(url: str) -> str:
@@ -147,7 +150,8 @@ def notebook_paths() -> list[Path]:
 
 
 def _install_cell_index(nb, path: Path) -> int:
-    found = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.startswith(INSTALL_MARKER)]
+    found = [i for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and c.source.startswith((INSTALL_MARKER, *_OLD_MARKERS))]
     if len(found) != 1:
         raise ColabSetupError(f"{path.name}: expected one install cell starting with {INSTALL_MARKER!r}, "
                               f"found {len(found)}.")

@@ -272,7 +272,7 @@ class Question:
         if choice == self.answer:
             return True, f"Right. {self.why}"
         hint = self.hints.get(choice, "")
-        return False, f"Not quite: “{self.options[choice]}”. {hint + ' ' if hint else ''}Think again and pick another."
+        return False, f"Not quite: “{self.options[choice]}”. {hint + ' ' if hint else ''}Try another."
 
 
 _FEEDBACK_COLOURS = {True: "#1b5e20", False: "#b00020", None: "#555"}
