@@ -41,10 +41,6 @@ class Chapter:
     cpu: float | None = None
     gpu: float | None = None
 
-    @property
-    def notebook_prefix(self) -> str:
-        return f"{self.number:02d}_"
-
 
 # The cpu times: 06-09 timed on an idle 2-core machine, 00-03 and 05 on a busy one, 04 estimated
 # from its CPU time. The gpu profile has never run on a GPU: its times are estimates from each
