@@ -105,11 +105,6 @@ def readme_time(minutes: float | None) -> str:
     return f"{minutes:g} min"
 
 
-def total_minutes(profile: str, upto: int | None = None) -> float:
-    """The chapters' run times added up, in one profile, through chapter ``upto`` (default: all)."""
-    return sum(getattr(ch, profile) or 0.0 for ch in CHAPTERS if upto is None or ch.number <= upto)
-
-
 def draw_pipeline(chapters=CHAPTERS, ax=None):
     """Draw the chapters as a snake of boxes coloured by phase of the student analogy."""
     import matplotlib.pyplot as plt

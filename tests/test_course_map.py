@@ -72,10 +72,6 @@ def test_estimates_are_marked_as_estimates():
     assert "about 4 minutes" in course_map.run_time_line(course_map.Chapter(99, "x", "", "data", cpu=4.2, gpu=est))
 
 
-def test_totals_add_up():
-    assert course_map.total_minutes("cpu", upto=1) == pytest.approx(course_map.chapter(0).cpu + course_map.chapter(1).cpu)
-
-
 @chapters
 def test_chapter_ends_with_exercises_that_have_answers_to_reveal(path):
     nb = cells(path)
