@@ -87,12 +87,17 @@ def budget(full, *, smoke):
 def home() -> Path:
     """Where checkpoints, generated data and run logs live.
 
-    ``COURSE_HOME`` moves them all (on Colab, point it at your Google Drive so
-    checkpoints survive a runtime reset). By default it is the repository root.
+    ``COURSE_HOME`` moves them all. By default it is the repository root; on Colab, where the
+    package sits in site-packages and vanishes with the runtime, it is a folder on Google Drive
+    when Drive is mounted, else ``/content/course_home`` (see :mod:`course_utils.colab`).
     """
     env = os.environ.get("COURSE_HOME")
     if env:
         return Path(env).expanduser().resolve()
+    if in_colab():
+        from .colab import default_home
+
+        return default_home()
     return Path(__file__).resolve().parent.parent
 
 

@@ -11,6 +11,8 @@ metrics. Weights are safetensors, everything else JSON: loading never unpickles 
   names the notebook to run when something is missing, corrupt or stale.
 - :func:`ensure_stage` loads a stage, or rebuilds it (and any missing parents) headless
   with the same code the notebook runs, so any chapter can start cold.
+- ``python -m course_utils.stages pack <profile> FILE`` / ``unpack FILE`` carry built stages
+  from one machine to others (a workshop's prebuilt stages): see :mod:`course_utils.stage_archive`.
 """
 from __future__ import annotations
 
@@ -391,3 +393,11 @@ def status() -> list[dict]:
         rows.append({"stage": name, "made by": s.notebook, "from": ", ".join(s.parents) or "-",
                      "state": state, "folder": str(stage_dir(name))})
     return rows
+
+
+if __name__ == "__main__":  # python -m course_utils.stages pack|unpack: see stage_archive
+    import sys
+
+    from course_utils.stage_archive import main
+
+    sys.exit(main(sys.argv[1:]))

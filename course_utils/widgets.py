@@ -1,6 +1,8 @@
 """Interactive explorers for the notebooks (ipywidgets). Each function here stands alone."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 
 def _with_html_fallback(children, output):
     """A VBox of ``children`` that live front ends draw as a widget, while headless runs and
@@ -238,4 +240,110 @@ def chat_widget(model, tokenizer, *, system: str | None = None, max_new_tokens: 
 
     box = ChatBox([output, widgets.HBox([text, send_button, clear_button]), error])
     box.send, box.clear, box.history, box.error = send, clear, history, error
+    return box
+
+
+# ----------------------------------------------------------------------------- self-check quiz (any chapter)
+
+@dataclass(frozen=True)
+class Question:
+    """One multiple-choice question: ``options[answer]`` is right; ``why`` explains it, and
+    ``hints`` may say, for a wrong option's index, what that choice misses."""
+
+    text: str
+    options: tuple[str, ...]
+    answer: int
+    why: str
+    hints: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", tuple(self.options))
+        if not self.text.strip() or len(self.options) < 2:
+            raise ValueError(f"A question needs text and at least two options: {self.text!r}")
+        if not 0 <= self.answer < len(self.options):
+            raise ValueError(f"answer={self.answer} is not an option index of {self.text!r}")
+        if self.answer in self.hints or not set(self.hints) <= set(range(len(self.options))):
+            raise ValueError(f"hints must be keyed by the indices of wrong options: {self.text!r}")
+
+    def feedback(self, choice) -> tuple[bool | None, str]:
+        """(right?, what to tell the learner) for the option index they picked (None: none yet)."""
+        if choice is None:
+            return None, "Pick an answer first."
+        if choice == self.answer:
+            return True, f"Right. {self.why}"
+        hint = self.hints.get(choice, "")
+        return False, f"Not quite: “{self.options[choice]}”. {hint + ' ' if hint else ''}Try another."
+
+
+_FEEDBACK_COLOURS = {True: "#1b5e20", False: "#b00020", None: "#555"}
+
+
+def quiz(questions, title: str = "Check yourself"):
+    """A short multiple-choice self-check: one set of radio buttons and a *Check* button per
+    question; the feedback (with the reason) appears under it when *Check* is clicked.
+
+    Standard ipywidgets only, feedback inside an ``Output`` widget, so it works in JupyterLab and
+    Colab alike. A page with no live widgets (nbval, ``jupyter nbconvert``, a saved copy) shows the
+    questions as text instead, with each answer behind a click in HTML. ``box.check(i, choice)``
+    does what clicking does and returns the feedback text.
+    """
+    import html
+
+    import ipywidgets as widgets
+
+    questions = [q if isinstance(q, Question) else Question(**q) for q in questions]
+    letters = "abcdefghij"
+    parts, pickers, outputs = [widgets.HTML(f"<b>{html.escape(title)}</b>")], [], []
+
+    def show(i: int, choice) -> str:
+        right, text = questions[i].feedback(choice)
+        outputs[i].outputs = ({"output_type": "display_data", "metadata": {},
+                               "data": {"text/plain": text,
+                                        "text/html": f"<div style='color:{_FEEDBACK_COLOURS[right]}'>"
+                                                     f"{'✓ ' if right else '✗ ' if right is False else ''}"
+                                                     f"{html.escape(text)}</div>"}},)
+        return text
+
+    for i, q in enumerate(questions):
+        picker = widgets.RadioButtons(options=[(f"{letters[k]}) {o}", k) for k, o in enumerate(q.options)],
+                                      value=None, layout=widgets.Layout(width="auto"))
+        button = widgets.Button(description="Check", layout=widgets.Layout(width="80px"))
+        button.on_click(lambda _, i=i, picker=picker: show(i, picker.value))
+        pickers.append(picker)
+        outputs.append(widgets.Output())
+        parts += [widgets.HTML(f"{i + 1}. {html.escape(q.text)}"), picker, button, outputs[i]]
+
+    def plain() -> str:
+        lines = [title]
+        for i, q in enumerate(questions):
+            lines.append(f"{i + 1}. {q.text}")
+            lines += [f"   {letters[k]}) {o}" for k, o in enumerate(q.options)]
+        lines.append("(Open the notebook in JupyterLab or Colab to check your answers.)")
+        return "\n".join(lines)
+
+    def static_html() -> str:
+        rows = [f"<b>{html.escape(title)}</b>"]
+        for i, q in enumerate(questions):
+            opts = "".join(f"<li>{html.escape(o)}</li>" for o in q.options)
+            rows.append(f"<p>{i + 1}. {html.escape(q.text)}</p><ol type='a'>{opts}</ol>"
+                        f"<details><summary>Answer</summary>{letters[q.answer]}) {html.escape(q.options[q.answer])}. "
+                        f"{html.escape(q.why)}</details>")
+        return "".join(rows)
+
+    class QuizBox(widgets.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            bundle = super()._repr_mimebundle_(**kwargs)
+            if isinstance(bundle, dict):
+                bundle["text/plain"] = plain()
+                bundle["text/html"] = static_html()
+            return bundle
+
+    box = QuizBox(parts)
+    box.questions, box.pickers, box.outputs = questions, pickers, outputs
+
+    def check(i: int, choice) -> str:
+        pickers[i].value = choice
+        return show(i, choice)
+
+    box.check = check
     return box
