@@ -57,7 +57,7 @@ CHAPTERS = (
     Chapter(7, "Hallucination and tools", "sft_tools", "examples", cpu=4.2, gpu=est(10)),
     Chapter(8, "Human preferences", "reward", "exercises", cpu=3.3, gpu=est(15)),
     Chapter(9, "RLHF and DPO", "rlhf, dpo", "exercises", cpu=4.9, gpu=est(20)),
-    Chapter(10, "Reasoning by reinforcement", "reasoning", "exercises"),
+    Chapter(10, "Reasoning by reinforcement", "reasoning", "exercises", cpu=est(7), gpu=est(25)),
     Chapter(11, "Going vertical (LoRA)", "domain", "examples"),
     Chapter(12, "Evaluation", "report card", "ship"),
     Chapter(13, "Small and fast", "distilled", "ship"),

@@ -62,7 +62,8 @@ def split_tasks(world, *, n_eval: int | None = None, zh_share: float = 0.25):
     return out
 
 
-def warmup_conversations(tasks: Sequence, n: int, calculator_share: float = 0.5, seed: int = 0) -> list[list]:
+def warmup_conversations(tasks: Sequence, n: int, calculator_share: float = CALCULATOR_SHARE,
+                         seed: int = 0) -> list[list]:
     """``n`` worked solutions (:func:`course_utils.world.worked_solution`) of tasks drawn at random,
     a ``calculator_share`` of them solved with the calculator, the rest in the head: two ways to
     the answer, and RL will find out which one works for this model."""
@@ -307,6 +308,7 @@ def grpo_train(model: nn.Module, tokenizer, tasks: Sequence, cfg: GRPOConfig, ch
 # learnt from (so the chat skills stay), and pretraining text in every batch (so the facts stay).
 WARMUP_SOLUTIONS = {"ci": 40, "cpu": 300, "gpu": 1000}
 WARMUP_SHARE = 0.5  # share of worked solutions among the warm-up conversations
+CALCULATOR_SHARE = 0.5  # share of those solved with the calculator (the rest in the head)
 
 
 def warmup_config(**overrides) -> TrainConfig:
@@ -321,16 +323,18 @@ def warmup_config(**overrides) -> TrainConfig:
 
 
 def warm_up(model, tokenizer, world, train_tasks: Sequence, cfg: TrainConfig | None = None, *,
-            n_solutions: int | None = None, progress: bool = True, verbose: bool = True):
-    """Fine-tune ``model`` in place on ``n_solutions`` worked solutions mixed with stage
-    ``sft_tools``' own data and pretraining text; returns the training result."""
+            n_solutions: int | None = None, calculator_share: float = CALCULATOR_SHARE, progress: bool = True,
+            verbose: bool = True):
+    """Fine-tune ``model`` in place on ``n_solutions`` worked solutions (a ``calculator_share``
+    of them with the calculator) mixed with stage ``sft_tools``' own data and pretraining text;
+    returns the training result."""
     import random
 
     from .sft import REPLAY_SHARE, finetune, replay_windows, tools_mixture
 
     cfg = cfg or warmup_config()
     n_solutions = n_solutions or config.pick(**WARMUP_SOLUTIONS, smoke=4)
-    solutions = warmup_conversations(train_tasks, n_solutions, seed=cfg.seed)
+    solutions = warmup_conversations(train_tasks, n_solutions, calculator_share, seed=cfg.seed)
     general = tools_mixture(world)[:round(len(solutions) * (1 - WARMUP_SHARE) / WARMUP_SHARE)]
     mix = solutions + general
     random.Random(cfg.seed).shuffle(mix)
@@ -395,8 +399,8 @@ class ReasoningRun:
         return self.start.model
 
 
-def warm_start(warmup_cfg: TrainConfig | None = None, *, before: dict | None = None, progress: bool = True,
-               verbose: bool = True) -> WarmStart:
+def warm_start(warmup_cfg: TrainConfig | None = None, *, before: dict | None = None,
+               calculator_share: float = CALCULATOR_SHARE, progress: bool = True, verbose: bool = True) -> WarmStart:
     """Load stage ``rlhf`` (rebuilt if missing), measure it (unless ``before``, its
     :func:`measure` with ``pass_k=True``, is given), warm it up on worked solutions
     (:func:`warm_up`) and measure it again."""
@@ -409,7 +413,8 @@ def warm_start(warmup_cfg: TrainConfig | None = None, *, before: dict | None = N
     world = load_world()
     tasks = split_tasks(world)
     before = before or measure(model, tokenizer, world, tasks, name="rlhf", pass_k=True)
-    warmup = warm_up(model, tokenizer, world, tasks["train"], warmup_cfg, progress=progress, verbose=verbose)
+    warmup = warm_up(model, tokenizer, world, tasks["train"], warmup_cfg, calculator_share=calculator_share,
+                     progress=progress, verbose=verbose)
     warmed = measure(model, tokenizer, world, tasks, name="warm-up", general=False, pass_k=True)
     if verbose:
         print(f"held-out word problems (difficulty 3-5, greedy): {before['greedy']['accuracy']:.0%} (rlhf) -> "
