@@ -24,6 +24,7 @@ Every threshold is a constant below, fixed in code: nothing is tuned on the labe
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -36,32 +37,96 @@ import numpy as np
 
 from . import config
 
-# ============================================================================ 0. limits
-# A crawler meets pages of any size, including a 10 MB page of one repeated character. Every
+# ============================================================================ 0. reading a page's bytes
+# A crawler meets pages of any size, including a 50 MB page of one repeated character. Every
 # step below is at least linear in the page length, and no useful training document is
 # longer than this, so we cut pages before doing any real work: a bad page costs milliseconds.
 MAX_HTML_CHARS = 300_000
 MAX_TEXT_CHARS = 100_000
+# Old names for encodings that browsers read as a superset (the WHATWG Encoding Standard's rule).
+CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "us-ascii": "cp1252",
+                   "ascii": "cp1252", "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030"}
+BYTE_ORDER_MARKS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+META_CHARSET_RE = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
 
 
-def decode_page(raw: str | bytes) -> str:
-    """Bytes -> text. Pages that are not valid UTF-8 are decoded with U+FFFD for the bad bytes.
+def _codec(name: str) -> str | None:
+    try:
+        return codecs.lookup(CHARSET_ALIASES.get(name.lower(), name.lower())).name
+    except LookupError:
+        return None
 
-    Crawled pages lie about their encoding all the time; a crash on one page would stop the
-    whole pipeline, so we never raise here. The replacement characters that remain count as
-    non-letters in the quality rules, so a badly garbled page is filtered there.
+
+def decode_page(raw: str | bytes, charset: str | None = None) -> tuple[str, list[str]]:
+    """Bytes -> text, and notes on anything odd about them (cut short, unknown or wrong encoding).
+
+    The encoding is the byte-order mark's, else the one declared (``charset``, from the HTTP
+    header, else a ``<meta charset>`` near the top), else UTF-8. Bytes that do not decode become
+    U+FFFD rather than an error: crawled pages lie about their encoding all the time, and a crash
+    on one page would stop the whole pipeline. The replacement characters count as non-letters
+    in the quality rules, so a badly garbled page is filtered there, and the note says why.
     """
-    if isinstance(raw, (bytes, bytearray)):
-        # Cut the bytes first (4 bytes per character at most), so a huge page is cheap to decode.
-        raw = bytes(raw[: 4 * MAX_HTML_CHARS]).decode("utf-8", errors="replace")
-    return str(raw)[:MAX_HTML_CHARS]
+    notes: list[str] = []
+    if isinstance(raw, str):
+        if len(raw) > MAX_HTML_CHARS:
+            notes.append(f"cut from {len(raw):,} to the first {MAX_HTML_CHARS:,} characters")
+        return raw[:MAX_HTML_CHARS], notes
+    raw = bytes(raw)
+    head = raw[: 4 * MAX_HTML_CHARS]  # at most 4 bytes a character: a huge page is cheap to decode
+    cut = len(raw) > len(head)
+    encoding = None
+    for bom, name in BYTE_ORDER_MARKS:
+        if head.startswith(bom):
+            encoding, head = name, head[len(bom):]
+            break
+    declared = charset or next((m.decode("ascii") for m in META_CHARSET_RE.findall(head[:4096])), None)
+    if encoding is None and declared:
+        encoding = _codec(declared)
+        if encoding is None:
+            notes.append(f"declares the unknown charset {declared!r}: read as UTF-8")
+    encoding = encoding or "utf-8"
+    # An incremental decoder leaves out the last character if the cut above split it in two.
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=not cut)
+    if cut or len(text) > MAX_HTML_CHARS:
+        notes.append(f"cut from {len(raw):,} bytes to the first {min(len(text), MAX_HTML_CHARS):,} characters")
+    text = text[:MAX_HTML_CHARS]
+    bad = text.count("\ufffd")
+    if bad:
+        why = f"it declares {declared!r}" if declared else "no charset declared"
+        notes.append(f"{bad:,} byte sequences are not {encoding} ({why}): each became U+FFFD")
+    return text, notes
 
 
 # ============================================================================ 1. text extraction
+# Two questions: where is the page's own content, and which parts of it are site furniture?
+# Pages answer the first in their markup: HTML5 has <main> (or role="main") for the page's main
+# content and <article> for a self-contained piece. Menus, banners and footers give themselves
+# away by where they sit (outside the main content, or beside it) and by being mostly links.
+# A class name is only a hint: a documentation site may put class="sidebar-visible" on <html>
+# itself, and that says nothing about the text inside.
+#
 # Elements that never hold the page's own content. The <h1> is the page's title: like
 # trafilatura, we treat it as metadata rather than as a line of the document.
-DROP_TAGS = {"head", "script", "style", "noscript", "template", "svg", "iframe",
-             "nav", "header", "footer", "aside", "form", "button", "select", "h1"}
+NEVER_CONTENT_TAGS = {"head", "script", "style", "noscript", "template", "svg", "iframe", "button",
+                      "select", "textarea", "h1"}
+# Elements that usually hold site furniture, and class/id/role words that mark furniture.
+FURNITURE_TAGS = {"nav", "header", "footer", "aside", "form"}
+FURNITURE_HINTS = {"author", "banner", "breadcrumb", "breadcrumbs", "byline", "complementary", "consent",
+                   "contentinfo", "cookie", "cookies", "footer", "header", "menu", "nav", "navbar",
+                   "navigation", "newsletter", "popup", "share", "sidebar", "social", "subscribe", "toolbar"}
+# The page's frame: a class on these (<html class="sidebar-visible">) never marks furniture.
+FRAME_TAGS = {"html", "body", "main", "article"}
+# Furniture sits *beside* the content. A marked element that holds at least this share of the
+# content's text, in several blocks, sits *around* it (a page wrapper, a form around the whole
+# page): we keep it. A byline or cookie notice is one block, however short the article.
+WRAPPER_SHARE = 0.5
+WRAPPER_MIN_BLOCKS = 3
+# A line whose text is mostly link text is a menu ("Home | About | Contact"). Links within the
+# page ("#usage", a heading's own anchor) do not count: they lead nowhere else.
+MAX_LINK_FRACTION = 0.5
+# Real pages nest a few dozen elements deep. An "HTML bomb" nests thousands to exhaust a
+# parser; tags deeper than this are ignored (their text is kept), so it costs what any page does.
+MAX_DEPTH = 128
 # Elements with no closing tag: they never go on the stack of open elements.
 VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
              "param", "source", "track", "wbr"}
@@ -69,100 +134,249 @@ VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
 BLOCK_TAGS = {"address", "article", "blockquote", "body", "br", "dd", "div", "dl", "dt",
               "figcaption", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "html", "li", "main",
               "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul"}
-# A class or id containing one of these words marks boilerplate even on a plain <div>.
-BOILERPLATE_HINTS = {"author", "banner", "breadcrumb", "breadcrumbs", "byline", "consent", "cookie", "cookies",
-                     "footer", "header", "menu", "nav", "navbar", "navigation", "newsletter",
-                     "popup", "share", "sidebar", "social", "subscribe", "toolbar"}
 # C4's line filter: lines with these phrases are site furniture, not content.
 BOILERPLATE_PHRASES = ("cookie policy", "uses cookies", "use of cookies", "use cookies",
                        "privacy policy", "terms of use", "all rights reserved",
                        "使用cookie", "使用 cookie", "隐私政策", "版权所有")
-# A line whose text is mostly link text is a menu ("Home | About | Contact").
-MAX_LINK_FRACTION = 0.5
+LINE_BREAK = None  # among an element's children: a <br>, or a block element we did not keep
+SPACES = " \t\n\r\f\v\xa0"
 
 
-def _is_boilerplate_element(attrs) -> bool:
+def _read_attributes(tag: str, attrs) -> tuple[bool, bool, bool, bool]:
+    """What an element's attributes say: (hidden, marked as furniture, the main content, a link away)."""
+    hidden = furniture = main = False
+    href = None
     for name, value in attrs:
         if name in ("class", "id", "role") and value:
-            words = re.split(r"[^a-z0-9]+", value.lower())
-            if BOILERPLATE_HINTS.intersection(words):
-                return True
-    return False
+            words = set(re.split(r"[^a-z0-9]+", value.lower()))
+            furniture = furniture or bool(FURNITURE_HINTS & words)
+            main = main or (name == "role" and "main" in words)
+        elif name == "hidden" or (name == "aria-hidden" and value == "true"):
+            hidden = True
+        elif name == "style" and value and "display:none" in value.replace(" ", "").lower():
+            hidden = True
+        elif name == "href":
+            href = value or ""
+    # A hint on the page's own frame (<html class="sidebar-visible">) says nothing about its text.
+    furniture = tag in FURNITURE_TAGS or (furniture and tag not in FRAME_TAGS)
+    is_link = tag == "a" and href is not None and not href.startswith("#")
+    return hidden, furniture, main or tag == "main", is_link
 
 
-class _TextExtractor(HTMLParser):
-    """Walks the HTML once, keeping the text of content elements as lines.
+class _Element:
+    """One element of the page: its tag, whether its markup marks it as furniture, what it holds."""
 
-    A stack of open elements records whether we are inside something to drop; the web is full
-    of unclosed tags, so an end tag closes everything opened after its matching start tag.
+    __slots__ = ("tag", "parent", "children", "furniture", "chars", "link_chars", "blocks")
+
+    def __init__(self, tag: str, parent: "_Element | None", furniture: bool = False):
+        self.tag, self.parent, self.furniture = tag, parent, furniture
+        self.children: list = []  # _Element, (text, chars, in_link, in_pre), or LINE_BREAK
+        self.chars = self.link_chars = 0  # visible characters inside (spaces not counted), and inside links
+        self.blocks = 0  # block elements inside with text that is not links (paragraphs, ...)
+
+    @property
+    def prose_chars(self) -> int:
+        """Characters of text that is not link text: what content is made of."""
+        return self.chars - self.link_chars
+
+
+class _PageParser(HTMLParser):
+    """Builds a light tree of the page's elements in one pass, tolerating broken HTML.
+
+    The web is full of unclosed tags, so an end tag closes everything opened after its matching
+    start tag, and an end tag with nothing to close is ignored. Subtrees that never hold content
+    (scripts, styles, hidden elements) are not kept.
     """
 
     def __init__(self):
         super().__init__(convert_charrefs=True)  # &amp; -> &, &#20320; -> 你
-        self.stack: list[tuple[str, bool]] = []  # (tag, inside something we drop?)
-        self.lines: list[tuple[str, int]] = []  # (text, characters of it inside links)
-        self._parts: list[str] = []
-        self._link_chars = 0
-        self._links_open = 0
+        self.document = _Element("#document", None)
+        self.elements = [self.document]  # in document order: every parent before its children
+        self.mains: list[_Element] = []  # <main> and role="main"
+        self.articles: list[_Element] = []
+        # Open elements: (tag, element or None if not kept, is it a link?).
+        self.stack: list[tuple[str, _Element | None, bool]] = [("#document", self.document, False)]
+        self.open_count: dict[str, int] = {}  # open elements per tag, so a stray end tag costs O(1)
+        self.links_open = self.pre_open = 0
+        self.too_deep = 0  # start tags ignored for nesting deeper than MAX_DEPTH
 
-    def _dropping(self) -> bool:
-        return bool(self.stack) and self.stack[-1][1]
-
-    def _end_line(self) -> None:
-        text = " ".join("".join(self._parts).split())  # collapse runs of whitespace
-        if text:
-            self.lines.append((text, self._link_chars))
-        self._parts, self._link_chars = [], 0
+    def _add(self, child) -> None:
+        element = self.stack[-1][1]
+        if element is not None:
+            element.children.append(child)
 
     def handle_starttag(self, tag, attrs):
-        if tag in BLOCK_TAGS:
-            self._end_line()
-        if tag in VOID_TAGS:
+        if tag in VOID_TAGS or len(self.stack) > MAX_DEPTH:
+            self.too_deep += tag not in VOID_TAGS
+            if tag in BLOCK_TAGS:
+                self._add(LINE_BREAK)
             return
-        drop = self._dropping() or tag in DROP_TAGS or _is_boilerplate_element(attrs)
-        self.stack.append((tag, drop))
-        if tag == "a":
-            self._links_open += 1
+        hidden, furniture, main, is_link = _read_attributes(tag, attrs)
+        parent, element = self.stack[-1][1], None
+        if parent is not None and tag not in NEVER_CONTENT_TAGS and not hidden:
+            element = _Element(tag, parent, furniture)
+            parent.children.append(element)
+            self.elements.append(element)
+            if main:
+                self.mains.append(element)
+            elif tag == "article":
+                self.articles.append(element)
+        self.stack.append((tag, element, is_link))
+        self.open_count[tag] = self.open_count.get(tag, 0) + 1
+        self.links_open += is_link
+        self.pre_open += tag == "pre"
 
-    def handle_startendtag(self, tag, attrs):  # <br/>: nothing is opened
+    def handle_startendtag(self, tag, attrs):  # <br/>, <div/>: nothing is opened
         if tag in BLOCK_TAGS:
-            self._end_line()
+            self._add(LINE_BREAK)
 
     def handle_endtag(self, tag):
-        if tag in BLOCK_TAGS:
-            self._end_line()
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i][0] == tag:
-                self._links_open -= sum(t == "a" for t, _ in self.stack[i:])
-                del self.stack[i:]
-                break  # an end tag with no matching start tag is ignored
+        if not self.open_count.get(tag):
+            if tag in BLOCK_TAGS:  # a stray </p> still ends a line
+                self._add(LINE_BREAK)
+            return
+        while True:
+            open_tag, _, is_link = self.stack.pop()
+            self.open_count[open_tag] -= 1
+            self.links_open -= is_link
+            self.pre_open -= open_tag == "pre"
+            if open_tag == tag:
+                break
 
     def handle_data(self, data):
-        if self._dropping():
-            return
-        self._parts.append(data)
-        if self._links_open > 0:
-            self._link_chars += len(data.strip())
+        chars = len(data) - sum(map(data.count, SPACES))
+        self._add((data, chars, self.links_open > 0, self.pre_open > 0))
+
+    def measure(self) -> None:
+        """Count each element's characters, and its link characters, children before parents."""
+        for element in reversed(self.elements):
+            for child in element.children:
+                if isinstance(child, _Element):
+                    element.chars += child.chars
+                    element.link_chars += child.link_chars
+                    element.blocks += child.blocks + (child.tag in BLOCK_TAGS and child.prose_chars > 0)
+                elif child is not LINE_BREAK:
+                    element.chars += child[1]
+                    element.link_chars += child[1] if child[2] else 0
 
 
-def extract_text(page_html: str | bytes) -> str:
-    """The readable text of an HTML page, one paragraph (or heading, or list item) per line.
+def _common_ancestor(elements: list[_Element]) -> _Element:
+    paths = []
+    for e in elements:
+        path = []
+        while e is not None:
+            path.append(e)
+            e = e.parent
+        paths.append(path[::-1])
+    common = paths[0][0]
+    for level in zip(*paths):
+        if any(e is not level[0] for e in level):
+            break
+        common = level[0]
+    return common
 
-    Drops scripts, styles, navigation, headers, footers, forms, elements whose class/id says
-    cookie banner or menu, lines that are mostly links, and C4's boilerplate lines.
+
+def content_root(parser: _PageParser) -> _Element:
+    """Where the page's own content is: its <main>, else its <article>s, else the whole page."""
+    mains = [e for e in parser.mains if e.prose_chars > 0]
+    if mains:
+        return max(mains, key=lambda e: e.prose_chars)
+    articles = [e for e in parser.articles if e.prose_chars > 0]
+    if articles:
+        return _common_ancestor(articles)  # one article, or the element that holds them all
+    return parser.document
+
+
+def _is_wrapper(element: _Element, wrapper_chars: float) -> bool:
+    return element.prose_chars >= wrapper_chars and element.blocks >= WRAPPER_MIN_BLOCKS
+
+
+def _lines(root: _Element) -> list[tuple[str, int]]:
+    """The text under ``root`` as (line, characters of link text), leaving out the furniture
+    beside the content. Walks the tree with an explicit stack: no recursion limit to hit."""
+    wrapper_chars = WRAPPER_SHARE * root.prose_chars
+    lines: list[tuple[str, int]] = []
+    parts: list[str] = []
+    link_chars = 0
+
+    def end_line():
+        nonlocal parts, link_chars
+        text = " ".join("".join(parts).split())  # collapse runs of whitespace
+        if text:
+            lines.append((text, link_chars))
+        parts, link_chars = [], 0
+
+    todo: list = [(root, False)]
+    while todo:
+        item, closing = todo.pop()
+        if item is LINE_BREAK:
+            end_line()
+        elif isinstance(item, tuple):
+            text, _, in_link, in_pre = item
+            for i, piece in enumerate(text.split("\n") if in_pre else [text]):
+                if i:
+                    end_line()  # code keeps its lines
+                parts.append(piece)
+                link_chars += len(piece.strip()) if in_link else 0
+        elif closing or (item is not root and item.furniture and not _is_wrapper(item, wrapper_chars)):
+            if item.tag in BLOCK_TAGS:  # the end of a block, or furniture left out: a new line
+                end_line()
+        else:
+            if item.tag in BLOCK_TAGS:
+                end_line()
+            todo.append((item, True))
+            todo.extend(((child, False) for child in reversed(item.children)))
+    end_line()
+    return lines
+
+
+def _keep_line(text: str, link_chars: int) -> bool:
+    if link_chars > MAX_LINK_FRACTION * len(text):
+        return False  # mostly links: a menu, tag cloud or "read more" list
+    return not any(phrase in text.lower() for phrase in BOILERPLATE_PHRASES)
+
+
+@dataclass
+class Extraction:
+    """A page's text, and notes on anything odd about its input (empty when all was well)."""
+
+    text: str
+    notes: list[str] = field(default_factory=list)
+
+
+def extract_page(page_html: str | bytes, charset: str | None = None) -> Extraction:
+    """The readable text of an HTML page, with notes on odd input (see ``extract_text``)."""
+    html, notes = decode_page(page_html, charset)
+    parser = _PageParser()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception as error:  # noqa: BLE001 -- one odd page must not stop a crawl; keep what was read
+        notes.append(f"the HTML parser stopped early ({type(error).__name__}: {error}); kept what it read")
+    if parser.too_deep:
+        notes.append(f"{parser.too_deep:,} tags nested deeper than {MAX_DEPTH} were ignored (an HTML bomb?)")
+    parser.measure()
+    root = content_root(parser)
+    kept = [text for text, link_chars in _lines(root) if _keep_line(text, link_chars)]
+    if not kept and root is not parser.document:  # an empty <main>: read the whole page instead
+        kept = [text for text, link_chars in _lines(parser.document) if _keep_line(text, link_chars)]
+    text = "\n".join(kept)
+    if len(text) > MAX_TEXT_CHARS:
+        notes.append(f"text cut from {len(text):,} to {MAX_TEXT_CHARS:,} characters")
+    return Extraction(text[:MAX_TEXT_CHARS], notes)
+
+
+def extract_text(page_html: str | bytes, charset: str | None = None) -> str:
+    """The readable text of an HTML page, one paragraph (or heading, list item, code line) per line.
+
+    1. Find the content: the page's <main> (or role="main"), else its <article>(s), else all of it.
+    2. Inside it, leave out what never is content (scripts, styles, forms' buttons, hidden
+       elements, the <h1> title) and the furniture *beside* the content: <nav>, <header>,
+       <footer>, <aside>, <form>, or an element whose class/id says menu, sidebar, cookie, share...
+       unless it holds most of the content's text (then it is a wrapper *around* the content).
+    3. Drop lines that are mostly links (menus), and C4's boilerplate lines ("All rights reserved").
     """
-    parser = _TextExtractor()
-    parser.feed(decode_page(page_html))
-    parser.close()
-    parser._end_line()
-    kept = []
-    for text, link_chars in parser.lines:
-        if link_chars > MAX_LINK_FRACTION * len(text):
-            continue  # mostly links: a menu, tag cloud or "read more" list
-        if any(phrase in text.lower() for phrase in BOILERPLATE_PHRASES):
-            continue
-        kept.append(text)
-    return "\n".join(kept)[:MAX_TEXT_CHARS]
+    return extract_page(page_html, charset).text
 
 
 # ============================================================================ shared text helpers
