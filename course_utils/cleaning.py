@@ -25,13 +25,18 @@ Every threshold is a constant below, fixed in code: nothing is tuned on the labe
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
+import io
 import json
 import re
 import time
 import unicodedata
+import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 
@@ -377,6 +382,219 @@ def extract_text(page_html: str | bytes, charset: str | None = None) -> str:
     3. Drop lines that are mostly links (menus), and C4's boilerplate lines ("All rights reserved").
     """
     return extract_page(page_html, charset).text
+
+
+# ============================================================================ reading a real crawl
+# Common Crawl publishes the web as WARC files: one record per HTTP exchange (the request, the
+# response with its headers and body, metadata), each gzipped on its own so a reader can start
+# at any record. ``read_warc`` keeps the HTML responses as pages that ``clean_crawl`` accepts,
+# counts what it skips, and reports broken records instead of stopping at them.
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+PAGE_SUFFIXES = (".html", ".htm", ".xhtml")
+WARC_READ_CHUNK = 1 << 16
+
+
+@dataclass
+class WebPage:
+    """A page read from a WARC file or a folder: its address, raw bytes and declared charset."""
+
+    url: str
+    html: bytes
+    charset: str | None = None  # from the HTTP Content-Type header, when it names one
+    notes: list[str] = field(default_factory=list)  # what was odd about reading it
+
+
+class PageSource:
+    """The pages of a WARC file or a folder, read lazily; after reading, what was skipped and why.
+
+    ``counts``: records (or files) seen, pages read, and skipped ones by reason.
+    ``problems``: one {"where", "problem"} per record or file that could not be read.
+    """
+
+    def __init__(self, path, read):
+        self.path, self._read = str(path), read
+        self.counts: Counter = Counter()
+        self.problems: list[dict] = []
+
+    def __iter__(self):
+        self.counts.clear()
+        self.problems.clear()
+        return self._read(self)
+
+    def summary(self) -> dict:
+        return {"source": self.path, "counts": dict(self.counts), "problems": list(self.problems)}
+
+
+def _charset_of(content_type: str | None) -> tuple[str, str | None]:
+    """"text/html; charset=GBK" -> ("text/html", "GBK")."""
+    mime, _, params = (content_type or "").partition(";")
+    match = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", params, re.I)
+    return mime.strip().lower(), match.group(1) if match else None
+
+
+def _warc_page(record, source: PageSource) -> WebPage | None:
+    """The page in one WARC record, or None (with the reason counted or reported)."""
+    url = record.rec_headers.get_header("WARC-Target-URI") or f"record-{source.counts['records']}"
+    if record.rec_type not in ("response", "resource"):
+        source.counts[f"skipped: {record.rec_type} record"] += 1
+        return None
+    headers = record.http_headers if record.rec_type == "response" else record.rec_headers
+    if headers is None:
+        source.counts["skipped: response without HTTP headers"] += 1
+        return None
+    if record.rec_type == "response" and not (headers.get_statuscode() or "").startswith("2"):
+        source.counts[f"skipped: HTTP status {headers.get_statuscode()}"] += 1
+        return None
+    mime, charset = _charset_of(headers.get_header("Content-Type"))
+    if mime not in HTML_TYPES:
+        source.counts[f"skipped: not HTML ({mime or 'no type'})"] += 1
+        return None
+    notes = []
+    try:
+        body = record.content_stream().read(4 * MAX_HTML_CHARS)  # as much as extraction ever reads
+    except Exception as error:  # noqa: BLE001 -- a corrupt body (bad gzip, bad chunking) is one page's problem
+        source.problems.append({"where": url, "problem": f"body could not be decoded ({_short(error)})"})
+        return None
+    rest = 0
+    while chunk := record.raw_stream.read(WARC_READ_CHUNK):  # the rest of a huge page: read past, not kept
+        rest += len(chunk)
+    if record.raw_stream.limit > 0:  # the record promised more bytes than the file holds
+        source.problems.append({"where": url, "problem": f"truncated record: {record.raw_stream.limit:,} of its "
+                                f"{record.length:,} bytes are missing"})
+        return None
+    if rest:
+        notes.append(f"a record of {record.length:,} bytes: only the first {len(body):,} bytes of the page are read")
+    return WebPage(url, body, charset, notes)
+
+
+def _next_record_start(f, position: int, gzipped: bool) -> int | None:
+    """The next place at or after ``position`` where a WARC record (or a gzip member) begins."""
+    marker = b"\x1f\x8b\x08" if gzipped else b"\nWARC/1."
+    f.seek(position)
+    offset, tail = position, b""
+    while chunk := f.read(WARC_READ_CHUNK):
+        found = (tail + chunk).find(marker)
+        if found >= 0:
+            return offset - len(tail) + found + (0 if gzipped else 1)
+        tail = chunk[-len(marker):]
+        offset += len(chunk)
+    return None
+
+
+def _short(error: Exception) -> str:
+    """An exception as a short printable line (a corrupt file can put raw bytes in the message)."""
+    text = str(error).splitlines()[0] if str(error).strip() else ""
+    text = "".join(c for c in text.split(", first line:")[0] if c.isprintable())[:100]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _read_warc(source: PageSource):
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
+
+    def advance(records):
+        # warcio prints a warning for a record whose length looks wrong; we report it instead.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return next(records, None)
+
+    with open(source.path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+        start = 0
+        while start is not None:
+            f.seek(start)
+            records, pending, errors = ArchiveIterator(f), None, 0
+            try:
+                while True:
+                    # Moving on finishes the pending record; only then do we know whether its
+                    # length matched what followed it.
+                    record = advance(records)
+                    if pending is not None:
+                        if records.err_count > errors:
+                            source.problems.append({"where": pending.url, "problem": "corrupt record: its "
+                                                    "Content-Length does not match what follows it"})
+                        else:
+                            source.counts["pages"] += 1
+                            yield pending
+                    pending, errors = None, records.err_count
+                    if record is None:
+                        return
+                    source.counts["records"] += 1
+                    pending = _warc_page(record, source)
+            except (ArchiveLoadFailed, EOFError, OSError, ValueError, zlib.error) as error:
+                # The iterator cannot go on after a broken record: note it, find the next record
+                # start after it, and read on from there.
+                if pending is not None:
+                    source.counts["pages"] += 1
+                    yield pending
+                broken_at = max(records.offset, start)
+                source.problems.append({"where": f"byte {broken_at:,}", "problem": f"broken record ({_short(error)})"})
+                start = _next_record_start(f, broken_at + 1, gzipped)
+
+
+def read_warc(path) -> PageSource:
+    """The HTML pages of a WARC file (``.warc`` or ``.warc.gz``), for ``clean_crawl``.
+
+    Records that are not HTML responses (requests, metadata, images, redirects) are skipped and
+    counted; broken records (truncated, corrupt) are reported and skipped. Both are in the
+    returned source's ``counts`` and ``problems`` after reading, and in ``clean_crawl``'s report.
+    Needs ``warcio`` (``pip install 'course-utils[web]'``).
+    """
+    try:
+        import warcio  # noqa: F401
+    except ImportError as error:
+        raise ImportError("read_warc needs the warcio package: pip install warcio "
+                          "(or the course's web extra: pip install -e '.[web]')") from error
+    return PageSource(path, _read_warc)
+
+
+def _read_html_files(source: PageSource):
+    folder = Path(source.path)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        source.counts["files"] += 1
+        if path.suffix.lower() not in PAGE_SUFFIXES:
+            source.counts[f"skipped: not HTML ({path.suffix or 'no suffix'})"] += 1
+            continue
+        try:
+            with open(path, "rb") as f:
+                html = f.read(4 * MAX_HTML_CHARS)  # as much as extraction ever reads
+                rest = len(f.read(1))
+        except OSError as error:
+            source.problems.append({"where": str(path), "problem": f"cannot be read ({error.strerror or error})"})
+            continue
+        source.counts["pages"] += 1
+        notes = [f"a file of {path.stat().st_size:,} bytes: only the first {len(html):,} are read"] if rest else []
+        yield WebPage(path.relative_to(folder).as_posix(), html, None, notes)
+
+
+def read_html_files(folder) -> PageSource:
+    """The ``.html``/``.htm`` files in a folder (and its subfolders) as pages, for ``clean_crawl``."""
+    if not Path(folder).is_dir():
+        raise NotADirectoryError(f"read_html_files() needs a folder of HTML files; {str(folder)!r} is not a folder")
+    return PageSource(folder, _read_html_files)
+
+
+def write_warc(path, pages, gzip: bool = True) -> Path:
+    """Write pages (CrawlPage-like objects, (url, html) pairs) as a WARC file of HTTP responses.
+
+    Each page becomes one ``response`` record, as a crawler stores it; the course uses this to
+    hand the world's crawl to tools that read the real format. Needs ``warcio``.
+    """
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    path = Path(path)
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=gzip)
+        for i, page in enumerate(pages):
+            url, html = _url_and_html(page, i)
+            body = html.encode("utf-8") if isinstance(html, str) else bytes(html)
+            charset = "utf-8" if isinstance(html, str) else getattr(page, "charset", None)
+            content_type = "text/html" + (f"; charset={charset}" if charset else "")
+            headers = StatusAndHeaders("200 OK", [("Content-Type", content_type),
+                                                  ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body),
+                                                          http_headers=headers))
+    return path
 
 
 # ============================================================================ shared text helpers
@@ -949,6 +1167,7 @@ class PageResult:
     duplicate_of: str | None = None  # for the dedup filters: the url of the copy we keep
     pii: list[tuple[str, str]] = field(default_factory=list)  # (kind, string) found in text
     clean_text: str = ""  # the redacted text that goes into the corpus
+    notes: list[str] = field(default_factory=list)  # odd input: cut short, bad bytes, too deeply nested
 
     @property
     def kept(self) -> bool:
@@ -961,6 +1180,7 @@ class CleaningReport:
 
     pages: list[PageResult]
     seconds: dict[str, float]
+    source: dict | None = None  # for pages from read_warc/read_html_files: what was skipped, and why
 
     @property
     def kept(self) -> list[PageResult]:
@@ -983,13 +1203,20 @@ class CleaningReport:
         """The clean corpus: one {"id", "lang", "text"} per kept page."""
         return [{"id": p.url, "lang": p.lang, "text": p.clean_text} for p in self.kept]
 
+    def noted(self) -> list[PageResult]:
+        """Pages whose input was odd (cut short, undecodable bytes, an HTML bomb): read, with a note."""
+        return [p for p in self.pages if p.notes]
+
     def summary(self) -> dict:
-        return {"pages_in": len(self.pages), "documents_out": len(self.kept),
-                "steps": self.counts(), "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+        out = {"pages_in": len(self.pages), "documents_out": len(self.kept), "steps": self.counts(),
+               "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "pages_with_notes": len(self.noted())}
+        if self.source is not None:
+            out["source"] = self.source
+        return out
 
 
 def _url_and_html(page, index: int) -> tuple[str, str | bytes]:
-    """Accept CrawlPage-like objects (.url, .html), (url, html) pairs, or bare HTML."""
+    """Accept CrawlPage-like objects (.url, .html), WebPages, (url, html) pairs, or bare HTML."""
     if hasattr(page, "html"):
         return str(getattr(page, "url", f"page-{index}")), page.html
     if isinstance(page, tuple) and len(page) == 2:
@@ -1001,9 +1228,11 @@ def _url_and_html(page, index: int) -> tuple[str, str | bytes]:
 
 def clean_crawl(pages) -> CleaningReport:
     """Run the whole pipeline over crawled pages; see the module docstring for the steps."""
+    source = pages if isinstance(pages, PageSource) else None
     pages = list(pages)
     if not pages:
-        raise ValueError("clean_crawl() got an empty corpus: the list of crawled pages is empty, "
+        where = f" ({source.path}: {dict(source.counts)}, {len(source.problems)} problems)" if source else ""
+        raise ValueError(f"clean_crawl() got an empty corpus{where}: the list of crawled pages is empty, "
                          "so there is nothing to clean. Pass world.crawl(w) or a list of HTML pages.")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -1017,7 +1246,9 @@ def clean_crawl(pages) -> CleaningReport:
     results = []
     for i, page in enumerate(pages):
         url, raw = _url_and_html(page, i)
-        results.append(PageResult(url=url, text=extract_text(raw), lang=""))
+        extraction = extract_page(raw, getattr(page, "charset", None))
+        notes = list(getattr(page, "notes", ())) + extraction.notes
+        results.append(PageResult(url=url, text=extraction.text, lang="", notes=notes))
     lap("extract")
 
     # Content filters, page by page; each page is judged only by the first filter that drops it.
@@ -1057,7 +1288,7 @@ def clean_crawl(pages) -> CleaningReport:
         r.pii = find_pii(r.text)
         r.clean_text = redact_pii(r.text)
     lap("pii")
-    return CleaningReport(results, seconds)
+    return CleaningReport(results, seconds, source.summary() if source else None)
 
 
 # ============================================================================ scoring
