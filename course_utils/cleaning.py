@@ -119,8 +119,10 @@ FURNITURE_TAGS = {"nav", "header", "footer", "aside", "form"}
 FURNITURE_HINTS = {"author", "banner", "breadcrumb", "breadcrumbs", "byline", "complementary", "consent",
                    "contentinfo", "cookie", "cookies", "footer", "header", "menu", "nav", "navbar",
                    "navigation", "newsletter", "popup", "share", "sidebar", "social", "subscribe", "toolbar"}
-# The page's frame: a class on these (<html class="sidebar-visible">) never marks furniture.
+# The page's frame, and words inside a line: a class on these never marks furniture.
 FRAME_TAGS = {"html", "body", "main", "article"}
+INLINE_TAGS = {"a", "abbr", "b", "bdi", "cite", "code", "em", "i", "kbd", "mark", "q", "s", "small", "span",
+               "strong", "sub", "sup", "time", "u", "var"}
 # Furniture sits *beside* the content. A marked element that holds at least this share of the
 # content's text, in several blocks, sits *around* it (a page wrapper, a form around the whole
 # page): we keep it. A byline or cookie notice is one block, however short the article.
@@ -162,8 +164,9 @@ def _read_attributes(tag: str, attrs) -> tuple[bool, bool, bool, bool]:
             hidden = True
         elif name == "href":
             href = value or ""
-    # A hint on the page's own frame (<html class="sidebar-visible">) says nothing about its text.
-    furniture = tag in FURNITURE_TAGS or (furniture and tag not in FRAME_TAGS)
+    # A hint on the page's own frame (<html class="sidebar-visible">) says nothing about its text,
+    # nor does one on a word inside a sentence (a heading's <a class="header">, <span class="author">).
+    furniture = tag in FURNITURE_TAGS or (furniture and tag not in FRAME_TAGS and tag not in INLINE_TAGS)
     is_link = tag == "a" and href is not None and not href.startswith("#")
     return hidden, furniture, main or tag == "main", is_link
 
@@ -576,7 +579,8 @@ def read_html_files(folder) -> PageSource:
 def write_warc(path, pages, gzip: bool = True) -> Path:
     """Write pages (CrawlPage-like objects, (url, html) pairs) as a WARC file of HTTP responses.
 
-    Each page becomes one ``response`` record, as a crawler stores it; the course uses this to
+    Each page becomes one ``response`` record with its HTTP headers, as a crawler stores it (a
+    page whose address is not http(s) becomes a ``resource`` record). The course uses this to
     hand the world's crawl to tools that read the real format. Needs ``warcio``.
     """
     from warcio.statusandheaders import StatusAndHeaders
@@ -590,10 +594,14 @@ def write_warc(path, pages, gzip: bool = True) -> Path:
             body = html.encode("utf-8") if isinstance(html, str) else bytes(html)
             charset = "utf-8" if isinstance(html, str) else getattr(page, "charset", None)
             content_type = "text/html" + (f"; charset={charset}" if charset else "")
-            headers = StatusAndHeaders("200 OK", [("Content-Type", content_type),
-                                                  ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body),
-                                                          http_headers=headers))
+            if url.startswith(("http://", "https://")):
+                headers = StatusAndHeaders("200 OK", [("Content-Type", content_type),
+                                                      ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
+                record = writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers)
+            else:  # not fetched over HTTP (a file, a test page): a "resource" record, with no HTTP headers
+                record = writer.create_warc_record(url, "resource", payload=io.BytesIO(body),
+                                                   warc_content_type=content_type)
+            writer.write_record(record)
     return path
 
 
