@@ -134,6 +134,10 @@ MAX_LINK_FRACTION = 0.5
 # Real pages nest a few dozen elements deep. An "HTML bomb" nests thousands to exhaust a
 # parser; tags deeper than this are ignored (their text is kept), so it costs what any page does.
 MAX_DEPTH = 128
+# Parsing costs about the same per tag, so a page of nothing but tags costs more per megabyte.
+# Real pages have a tag every 15-80 characters (a few thousand in MAX_HTML_CHARS); we stop
+# reading a page after this many, which only a page made to be expensive reaches.
+MAX_TAGS = 30_000
 # Elements with no closing tag: they never go on the stack of open elements.
 VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
              "param", "source", "track", "wbr"}
@@ -188,6 +192,10 @@ class _Element:
         return self.chars - self.link_chars
 
 
+class _TooManyTags(Exception):
+    pass
+
+
 class _PageParser(HTMLParser):
     """Builds a light tree of the page's elements in one pass, tolerating broken HTML.
 
@@ -207,13 +215,20 @@ class _PageParser(HTMLParser):
         self.open_count: dict[str, int] = {}  # open elements per tag, so a stray end tag costs O(1)
         self.links_open = self.pre_open = 0
         self.too_deep = 0  # start tags ignored for nesting deeper than MAX_DEPTH
+        self.tags = 0
 
     def _add(self, child) -> None:
         element = self.stack[-1][1]
         if element is not None:
             element.children.append(child)
 
+    def _count_tag(self) -> None:
+        self.tags += 1
+        if self.tags > MAX_TAGS:
+            raise _TooManyTags
+
     def handle_starttag(self, tag, attrs):
+        self._count_tag()
         if tag in VOID_TAGS or len(self.stack) > MAX_DEPTH:
             self.too_deep += tag not in VOID_TAGS
             if tag in BLOCK_TAGS:
@@ -239,6 +254,7 @@ class _PageParser(HTMLParser):
             self._add(LINE_BREAK)
 
     def handle_endtag(self, tag):
+        self._count_tag()
         if not self.open_count.get(tag):
             if tag in BLOCK_TAGS:  # a stray </p> still ends a line
                 self._add(LINE_BREAK)
@@ -352,13 +368,53 @@ class Extraction:
     notes: list[str] = field(default_factory=list)
 
 
+LONE_LT_RE = re.compile(r"<(?![A-Za-z/!?])")  # "a < b", "<<<": text, not the start of a tag
+
+
+def defuse_tags(html: str) -> tuple[str, int | None]:
+    """Escape every "<" that cannot start a tag, so the parser reads it as text at once; and
+    where a comment is never closed, end the page there (browsers hide the rest as a comment).
+    Returns the HTML and where an unclosed comment cut it (None if none did).
+
+    Python's ``html.parser`` looks ahead for the ">" that closes a tag; on "<a <a <a ..." with
+    no ">" it looks again from every "<", which takes quadratic time: minutes for one bad page.
+    A tag must end before the next "<" (outside comments), so we escape those that do not,
+    looking ahead for each ">" once. Browsers read these characters as text too.
+    """
+    html = LONE_LT_RE.sub("&lt;", html)
+    out, done, next_gt, cut = [], 0, -1, None
+    i = html.find("<")
+    while i != -1:
+        if html.startswith("<!--", i):  # a comment may hold "<"s; it ends at "-->", or the page does
+            end = html.find("-->", i + 4)
+            if end == -1:  # never closed: the rest of the page is a comment (and costly to parse)
+                html, cut = html[:i], i
+                break
+            i = html.find("<", end + 3)
+            continue
+        following = html.find("<", i + 1)
+        if next_gt < i:
+            next_gt = html.find(">", i)
+            next_gt = len(html) if next_gt == -1 else next_gt
+        if following != -1 and next_gt > following:  # no ">" before the next "<": not a tag
+            out += [html[done:i], "&lt;"]
+            done = i + 1
+        i = following
+    return ("".join(out) + html[done:] if out else html), cut
+
+
 def extract_page(page_html: str | bytes, charset: str | None = None) -> Extraction:
     """The readable text of an HTML page, with notes on odd input (see ``extract_text``)."""
     html, notes = decode_page(page_html, charset)
     parser = _PageParser()
+    html, comment_at = defuse_tags(html)
+    if comment_at is not None:
+        notes.append(f"a comment opened at character {comment_at:,} is never closed: the rest is not read")
     try:
         parser.feed(html)
         parser.close()
+    except _TooManyTags:
+        notes.append(f"more than {MAX_TAGS:,} tags: the rest of the page is not read")
     except Exception as error:  # noqa: BLE001 -- one odd page must not stop a crawl; keep what was read
         notes.append(f"the HTML parser stopped early ({type(error).__name__}: {error}); kept what it read")
     if parser.too_deep:

@@ -145,6 +145,31 @@ def test_an_html_bomb_is_read_with_a_note(tag):
     assert any("nested deeper than" in note for note in extraction.notes), extraction.notes
 
 
+@pytest.mark.parametrize("bomb", ["<a " * 20_000, "</" * 20_000, "<!" * 20_000])
+def test_unclosed_tags_are_text_and_cost_no_more_than_text(bomb):
+    # Python's html.parser looks ahead for a ">" from every one of these "<": quadratic, minutes.
+    html, cut = cleaning.defuse_tags(bomb + "<p>end</p>")
+    assert cut is None and html.endswith("<p>end</p>") and html.count("&lt;") == 20_000
+    assert cleaning.extract_text(bomb + f"<p>{STORY}</p>").endswith(STORY)
+
+
+def test_a_comment_that_never_closes_ends_the_page():
+    html, cut = cleaning.defuse_tags(f"<p>{STORY}</p><!-- <p>hidden</p>" + "<!--" * 10_000)
+    assert html == f"<p>{STORY}</p>" and cut == len(html)
+    extraction = cleaning.extract_page(f"<p>{STORY}</p><!--" + "<!--" * 10_000)
+    assert extraction.text == STORY and "never closed" in extraction.notes[0]
+
+
+def test_comments_and_scripts_keep_their_angle_brackets():
+    html = "<!-- <div>old</div> --><script>if (a<b) { x = '<p>'; }</script><p>a < b and c<d</p>"
+    assert cleaning.extract_text(html) == "a < b and c<d"
+
+
+def test_a_page_of_nothing_but_tags_is_read_only_so_far():
+    extraction = cleaning.extract_page("<b></b>" * cleaning.MAX_TAGS + f"<p>{STORY}</p>")
+    assert any(f"more than {cleaning.MAX_TAGS:,} tags" in note for note in extraction.notes)
+
+
 def test_clean_crawl_reports_each_odd_page():
     pages = [("bomb", "<div>" * 5000 + STORY), ("latin", "<p>Caf\xe9 au lait.</p>".encode("latin-1")),
              ("fine", f"<main>{p(STORY, RIVER, BIRDS)}</main>")]
