@@ -32,7 +32,6 @@ import json
 import re
 import time
 import unicodedata
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -494,12 +493,20 @@ def _charset_of(content_type: str | None) -> tuple[str, str | None]:
 def _warc_page(record, source: PageSource) -> WebPage | None:
     """The page in one WARC record, or None (with the reason counted or reported)."""
     url = record.rec_headers.get_header("WARC-Target-URI") or f"record-{source.counts['records']}"
+    if not hasattr(record.raw_stream, "limit"):  # warcio found no Content-Length to bound the record by
+        source.problems.append({"where": url, "problem": "broken record: no Content-Length (its WARC "
+                                "headers are cut short)"})
+        return None
     if record.rec_type not in ("response", "resource"):
         source.counts[f"skipped: {record.rec_type} record"] += 1
         return None
     headers = record.http_headers if record.rec_type == "response" else record.rec_headers
     if headers is None:
-        source.counts["skipped: response without HTTP headers"] += 1
+        if _missing_bytes(record):  # cut short inside its HTTP headers
+            source.problems.append({"where": url, "problem": f"truncated record: {record.raw_stream.limit:,} of "
+                                    f"its {record.length:,} bytes are missing"})
+        else:
+            source.counts["skipped: response without HTTP headers"] += 1
         return None
     if record.rec_type == "response" and not (headers.get_statuscode() or "").startswith("2"):
         source.counts[f"skipped: HTTP status {headers.get_statuscode()}"] += 1
@@ -514,9 +521,7 @@ def _warc_page(record, source: PageSource) -> WebPage | None:
     except Exception as error:  # noqa: BLE001 -- a corrupt body (bad gzip, bad chunking) is one page's problem
         source.problems.append({"where": url, "problem": f"body could not be decoded ({_short(error)})"})
         return None
-    rest = 0
-    while chunk := record.raw_stream.read(WARC_READ_CHUNK):  # the rest of a huge page: read past, not kept
-        rest += len(chunk)
+    rest = _missing_bytes(record, count_rest=True)
     if record.raw_stream.limit > 0:  # the record promised more bytes than the file holds
         source.problems.append({"where": url, "problem": f"truncated record: {record.raw_stream.limit:,} of its "
                                 f"{record.length:,} bytes are missing"})
@@ -524,6 +529,15 @@ def _warc_page(record, source: PageSource) -> WebPage | None:
     if rest:
         notes.append(f"a record of {record.length:,} bytes: only the first {len(body):,} bytes of the page are read")
     return WebPage(url, body, charset, notes)
+
+
+def _missing_bytes(record, count_rest: bool = False) -> int:
+    """Read past the rest of a record (a huge page's tail is not kept). Returns how many bytes that
+    was if ``count_rest``, else how many of the bytes its header promised the file did not hold."""
+    rest = 0
+    while chunk := record.raw_stream.read(WARC_READ_CHUNK):
+        rest += len(chunk)
+    return rest if count_rest else record.raw_stream.limit
 
 
 def _next_record_start(f, position: int, gzipped: bool) -> int | None:
@@ -549,7 +563,6 @@ def _short(error: Exception) -> str:
 
 def _read_warc(source: PageSource):
     from warcio.archiveiterator import ArchiveIterator
-    from warcio.exceptions import ArchiveLoadFailed
 
     def advance(records):
         # warcio prints a warning for a record whose length looks wrong; we report it instead.
@@ -579,7 +592,7 @@ def _read_warc(source: PageSource):
                         return
                     source.counts["records"] += 1
                     pending = _warc_page(record, source)
-            except (ArchiveLoadFailed, EOFError, OSError, ValueError, zlib.error) as error:
+            except Exception as error:  # noqa: BLE001 -- warcio raises all kinds of errors on a broken file
                 # The iterator cannot go on after a broken record: note it, find the next record
                 # start after it, and read on from there.
                 if pending is not None:

@@ -97,6 +97,17 @@ def test_a_corrupt_record_is_reported_and_reading_goes_on_after_it(tmp_path):
     assert len(source.problems) >= 1 and all(p["problem"] for p in source.problems)
 
 
+@pytest.mark.parametrize("gzipped", [True, False])
+def test_a_warc_cut_anywhere_never_crashes(tmp_path, gzipped):
+    data = write_records(tmp_path / "crawl.warc", crawl_records(), gzipped).read_bytes()
+    cut = tmp_path / "cut.warc"
+    for end in range(0, len(data), max(1, len(data) // 60)):
+        cut.write_bytes(data[:end])
+        source = cleaning.read_warc(cut)
+        pages = list(source)
+        assert len(pages) + len(source.problems) <= 4 + 1  # each record is a page, a problem, or skipped
+
+
 def test_an_uncompressed_record_with_a_wrong_length_is_reported(tmp_path):
     path = write_records(tmp_path / "crawl.warc", crawl_records(), gzipped=False)
     data = path.read_bytes()
