@@ -2,10 +2,12 @@
 
 A model learns only what its library holds: garbage in, garbage out. Real pretraining sets
 (C4, Gopher's MassiveText, RefinedWeb, FineWeb) start from billions of crawled web pages and
-throw most of them away. This module does the same to the course's synthetic crawl, one small
-step at a time, in the order real pipelines use:
+throw most of them away. This module does the same to the course's synthetic crawl (or to real
+pages: ``read_warc`` reads Common Crawl's WARC files, ``read_html_files`` a folder of pages), one
+small step at a time, in the order real pipelines use:
 
-1. ``extract_text``      HTML -> the page's readable text (menus, footers, banners dropped)
+1. ``extract_text``      HTML -> the page's readable text (its <main> content, without menus,
+                         footers and banners)
 2. ``identify_language`` keep English and Chinese, drop pages clearly in another language
 3. ``spam_problem``      a hand-weighted, explainable score over spammy signals
 4. ``quality_problem``   Gopher/C4-style rules: too short, gibberish, repeated lines, ...
@@ -17,8 +19,10 @@ The corpus it writes (stage ``clean``) is what the tokenizer and pretraining rea
 ``load_clean_corpus(split)``.
 
 ``clean_crawl(pages)`` runs them all and keeps every page's fate (which step removed it and
-why), so the notebook can show each filter's effect and ``score_against_labels`` can measure
-each filter's precision and recall against the crawl's hidden labels.
+why, and notes on odd input: an undeclared encoding, a page cut short, an HTML bomb), so the
+notebook can show each filter's effect and ``score_against_labels`` can measure each filter's
+precision and recall against the crawl's hidden labels. ``web_pipeline`` runs the same steps on
+datatrove, the way web-scale pipelines do.
 
 Every threshold is a constant below, fixed in code: nothing is tuned on the labels at run time.
 """
@@ -249,6 +253,7 @@ class _PageParser(HTMLParser):
         self.pre_open += tag == "pre"
 
     def handle_startendtag(self, tag, attrs):  # <br/>, <div/>: nothing is opened
+        self._count_tag()
         if tag in BLOCK_TAGS:
             self._add(LINE_BREAK)
 
