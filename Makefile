@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q '$(TORCH_SPEC)'
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,web]'
 	$(PY) -m ipykernel install --user --name course --display-name "Python (course)" >/dev/null
 	$(PY) -c "import matplotlib.pyplot"  # build the font cache once, not inside a notebook
 	touch $(STAMP)

@@ -2,10 +2,12 @@
 
 A model learns only what its library holds: garbage in, garbage out. Real pretraining sets
 (C4, Gopher's MassiveText, RefinedWeb, FineWeb) start from billions of crawled web pages and
-throw most of them away. This module does the same to the course's synthetic crawl, one small
-step at a time, in the order real pipelines use:
+throw most of them away. This module does the same to the course's synthetic crawl (or to real
+pages: ``read_warc`` reads Common Crawl's WARC files, ``read_html_files`` a folder of pages), one
+small step at a time, in the order real pipelines use:
 
-1. ``extract_text``      HTML -> the page's readable text (menus, footers, banners dropped)
+1. ``extract_text``      HTML -> the page's readable text (its <main> content, without menus,
+                         footers and banners)
 2. ``identify_language`` keep English and Chinese, drop pages clearly in another language
 3. ``spam_problem``      a hand-weighted, explainable score over spammy signals
 4. ``quality_problem``   Gopher/C4-style rules: too short, gibberish, repeated lines, ...
@@ -17,51 +19,128 @@ The corpus it writes (stage ``clean``) is what the tokenizer and pretraining rea
 ``load_clean_corpus(split)``.
 
 ``clean_crawl(pages)`` runs them all and keeps every page's fate (which step removed it and
-why), so the notebook can show each filter's effect and ``score_against_labels`` can measure
-each filter's precision and recall against the crawl's hidden labels.
+why, and notes on odd input: an undeclared encoding, a page cut short, an HTML bomb), so the
+notebook can show each filter's effect and ``score_against_labels`` can measure each filter's
+precision and recall against the crawl's hidden labels. ``web_pipeline`` runs the same steps on
+datatrove, the way web-scale pipelines do.
 
 Every threshold is a constant below, fixed in code: nothing is tuned on the labels at run time.
 """
 from __future__ import annotations
 
+import codecs
+import contextlib
 import hashlib
+import io
 import json
 import re
 import time
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 
 from . import config
 
-# ============================================================================ 0. limits
-# A crawler meets pages of any size, including a 10 MB page of one repeated character. Every
+# ============================================================================ 0. reading a page's bytes
+# A crawler meets pages of any size, including a 50 MB page of one repeated character. Every
 # step below is at least linear in the page length, and no useful training document is
 # longer than this, so we cut pages before doing any real work: a bad page costs milliseconds.
 MAX_HTML_CHARS = 300_000
 MAX_TEXT_CHARS = 100_000
+# Old names for encodings that browsers read as a superset (the WHATWG Encoding Standard's rule).
+CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "us-ascii": "cp1252",
+                   "ascii": "cp1252", "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030"}
+BYTE_ORDER_MARKS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+META_CHARSET_RE = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I)
 
 
-def decode_page(raw: str | bytes) -> str:
-    """Bytes -> text. Pages that are not valid UTF-8 are decoded with U+FFFD for the bad bytes.
+def _codec(name: str) -> str | None:
+    try:
+        return codecs.lookup(CHARSET_ALIASES.get(name.lower(), name.lower())).name
+    except LookupError:
+        return None
 
-    Crawled pages lie about their encoding all the time; a crash on one page would stop the
-    whole pipeline, so we never raise here. The replacement characters that remain count as
-    non-letters in the quality rules, so a badly garbled page is filtered there.
+
+def decode_page(raw: str | bytes, charset: str | None = None) -> tuple[str, list[str]]:
+    """Bytes -> text, and notes on anything odd about them (cut short, unknown or wrong encoding).
+
+    The encoding is the byte-order mark's, else the one declared (``charset``, from the HTTP
+    header, else a ``<meta charset>`` near the top), else UTF-8. Bytes that do not decode become
+    U+FFFD rather than an error: crawled pages lie about their encoding all the time, and a crash
+    on one page would stop the whole pipeline. The replacement characters count as non-letters
+    in the quality rules, so a badly garbled page is filtered there, and the note says why.
     """
-    if isinstance(raw, (bytes, bytearray)):
-        # Cut the bytes first (4 bytes per character at most), so a huge page is cheap to decode.
-        raw = bytes(raw[: 4 * MAX_HTML_CHARS]).decode("utf-8", errors="replace")
-    return str(raw)[:MAX_HTML_CHARS]
+    notes: list[str] = []
+    if isinstance(raw, str):
+        if len(raw) > MAX_HTML_CHARS:
+            notes.append(f"cut from {len(raw):,} to the first {MAX_HTML_CHARS:,} characters")
+        return raw[:MAX_HTML_CHARS], notes
+    raw = bytes(raw)
+    head = raw[: 4 * MAX_HTML_CHARS]  # at most 4 bytes a character: a huge page is cheap to decode
+    cut = len(raw) > len(head)
+    encoding = None
+    for bom, name in BYTE_ORDER_MARKS:
+        if head.startswith(bom):
+            encoding, head = name, head[len(bom):]
+            break
+    declared = charset or next((m.decode("ascii") for m in META_CHARSET_RE.findall(head[:4096])), None)
+    if encoding is None and declared:
+        encoding = _codec(declared)
+        if encoding is None:
+            notes.append(f"declares the unknown charset {declared!r}: read as UTF-8")
+    encoding = encoding or "utf-8"
+    # An incremental decoder leaves out the last character if the cut above split it in two.
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=not cut)
+    if cut or len(text) > MAX_HTML_CHARS:
+        notes.append(f"cut from {len(raw):,} bytes to the first {min(len(text), MAX_HTML_CHARS):,} characters")
+    text = text[:MAX_HTML_CHARS]
+    bad = text.count("\ufffd")
+    if bad:
+        why = f"it declares {declared!r}" if declared else "no charset declared"
+        notes.append(f"{bad:,} byte sequences are not {encoding} ({why}): each became U+FFFD")
+    return text, notes
 
 
 # ============================================================================ 1. text extraction
+# Two questions: where is the page's own content, and which parts of it are site furniture?
+# Pages answer the first in their markup: HTML5 has <main> (or role="main") for the page's main
+# content and <article> for a self-contained piece. Menus, banners and footers give themselves
+# away by where they sit (outside the main content, or beside it) and by being mostly links.
+# A class name is only a hint: a documentation site may put class="sidebar-visible" on <html>
+# itself, and that says nothing about the text inside.
+#
 # Elements that never hold the page's own content. The <h1> is the page's title: like
 # trafilatura, we treat it as metadata rather than as a line of the document.
-DROP_TAGS = {"head", "script", "style", "noscript", "template", "svg", "iframe",
-             "nav", "header", "footer", "aside", "form", "button", "select", "h1"}
+NEVER_CONTENT_TAGS = {"head", "script", "style", "noscript", "template", "svg", "iframe", "button",
+                      "select", "textarea", "h1"}
+# Elements that usually hold site furniture, and class/id/role words that mark furniture.
+FURNITURE_TAGS = {"nav", "header", "footer", "aside", "form"}
+FURNITURE_HINTS = {"author", "banner", "breadcrumb", "breadcrumbs", "byline", "complementary", "consent",
+                   "contentinfo", "cookie", "cookies", "footer", "header", "menu", "nav", "navbar",
+                   "navigation", "newsletter", "popup", "share", "sidebar", "social", "subscribe", "toolbar"}
+# The page's frame, and words inside a line: a class on these never marks furniture.
+FRAME_TAGS = {"html", "body", "main", "article"}
+INLINE_TAGS = {"a", "abbr", "b", "bdi", "cite", "code", "em", "i", "kbd", "mark", "q", "s", "small", "span",
+               "strong", "sub", "sup", "time", "u", "var"}
+# Furniture sits *beside* the content. A marked element that holds at least this share of the
+# content's text, in several blocks, sits *around* it (a page wrapper, a form around the whole
+# page): we keep it. A byline or cookie notice is one block, however short the article.
+WRAPPER_SHARE = 0.5
+WRAPPER_MIN_BLOCKS = 3
+# A line whose text is mostly link text is a menu ("Home | About | Contact"). Links within the
+# page ("#usage", a heading's own anchor) do not count: they lead nowhere else.
+MAX_LINK_FRACTION = 0.5
+# Real pages nest a few dozen elements deep. An "HTML bomb" nests thousands to exhaust a
+# parser; tags deeper than this are ignored (their text is kept), so it costs what any page does.
+MAX_DEPTH = 128
+# Parsing costs about the same per tag, so a page of nothing but tags costs more per megabyte.
+# Real pages have a tag every 15-80 characters (a few thousand in MAX_HTML_CHARS); we stop
+# reading a page after this many, which only a page made to be expensive reaches.
+MAX_TAGS = 30_000
 # Elements with no closing tag: they never go on the stack of open elements.
 VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
              "param", "source", "track", "wbr"}
@@ -69,100 +148,535 @@ VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link",
 BLOCK_TAGS = {"address", "article", "blockquote", "body", "br", "dd", "div", "dl", "dt",
               "figcaption", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "html", "li", "main",
               "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul"}
-# A class or id containing one of these words marks boilerplate even on a plain <div>.
-BOILERPLATE_HINTS = {"author", "banner", "breadcrumb", "breadcrumbs", "byline", "consent", "cookie", "cookies",
-                     "footer", "header", "menu", "nav", "navbar", "navigation", "newsletter",
-                     "popup", "share", "sidebar", "social", "subscribe", "toolbar"}
 # C4's line filter: lines with these phrases are site furniture, not content.
 BOILERPLATE_PHRASES = ("cookie policy", "uses cookies", "use of cookies", "use cookies",
                        "privacy policy", "terms of use", "all rights reserved",
                        "使用cookie", "使用 cookie", "隐私政策", "版权所有")
-# A line whose text is mostly link text is a menu ("Home | About | Contact").
-MAX_LINK_FRACTION = 0.5
+LINE_BREAK = None  # among an element's children: a <br>, or a block element we did not keep
+SPACES = " \t\n\r\f\v\xa0"
 
 
-def _is_boilerplate_element(attrs) -> bool:
+def _read_attributes(tag: str, attrs) -> tuple[bool, bool, bool, bool]:
+    """What an element's attributes say: (hidden, marked as furniture, the main content, a link away)."""
+    hidden = furniture = main = False
+    href = None
     for name, value in attrs:
         if name in ("class", "id", "role") and value:
-            words = re.split(r"[^a-z0-9]+", value.lower())
-            if BOILERPLATE_HINTS.intersection(words):
-                return True
-    return False
+            words = set(re.split(r"[^a-z0-9]+", value.lower()))
+            furniture = furniture or bool(FURNITURE_HINTS & words)
+            main = main or (name == "role" and "main" in words)
+        elif name == "hidden" or (name == "aria-hidden" and value == "true"):
+            hidden = True
+        elif name == "style" and value and "display:none" in value.replace(" ", "").lower():
+            hidden = True
+        elif name == "href":
+            href = value or ""
+    # A hint on the page's own frame (<html class="sidebar-visible">) says nothing about its text,
+    # nor does one on a word inside a sentence (a heading's <a class="header">, <span class="author">).
+    furniture = tag in FURNITURE_TAGS or (furniture and tag not in FRAME_TAGS and tag not in INLINE_TAGS)
+    is_link = tag == "a" and href is not None and not href.startswith("#")
+    return hidden, furniture, main or tag == "main", is_link
 
 
-class _TextExtractor(HTMLParser):
-    """Walks the HTML once, keeping the text of content elements as lines.
+class _Element:
+    """One element of the page: its tag, whether its markup marks it as furniture, what it holds."""
 
-    A stack of open elements records whether we are inside something to drop; the web is full
-    of unclosed tags, so an end tag closes everything opened after its matching start tag.
+    __slots__ = ("tag", "parent", "children", "furniture", "chars", "link_chars", "blocks")
+
+    def __init__(self, tag: str, parent: "_Element | None", furniture: bool = False):
+        self.tag, self.parent, self.furniture = tag, parent, furniture
+        self.children: list = []  # _Element, (text, chars, in_link, in_pre), or LINE_BREAK
+        self.chars = self.link_chars = 0  # visible characters inside (spaces not counted), and inside links
+        self.blocks = 0  # block elements inside with text that is not links (paragraphs, ...)
+
+    @property
+    def prose_chars(self) -> int:
+        """Characters of text that is not link text: what content is made of."""
+        return self.chars - self.link_chars
+
+
+class _TooManyTags(Exception):
+    pass
+
+
+class _PageParser(HTMLParser):
+    """Builds a light tree of the page's elements in one pass, tolerating broken HTML.
+
+    The web is full of unclosed tags, so an end tag closes everything opened after its matching
+    start tag, and an end tag with nothing to close is ignored. Subtrees that never hold content
+    (scripts, styles, hidden elements) are not kept.
     """
 
     def __init__(self):
         super().__init__(convert_charrefs=True)  # &amp; -> &, &#20320; -> 你
-        self.stack: list[tuple[str, bool]] = []  # (tag, inside something we drop?)
-        self.lines: list[tuple[str, int]] = []  # (text, characters of it inside links)
-        self._parts: list[str] = []
-        self._link_chars = 0
-        self._links_open = 0
+        self.document = _Element("#document", None)
+        self.elements = [self.document]  # in document order: every parent before its children
+        self.mains: list[_Element] = []  # <main> and role="main"
+        self.articles: list[_Element] = []
+        # Open elements: (tag, element or None if not kept, is it a link?).
+        self.stack: list[tuple[str, _Element | None, bool]] = [("#document", self.document, False)]
+        self.open_count: dict[str, int] = {}  # open elements per tag, so a stray end tag costs O(1)
+        self.links_open = self.pre_open = 0
+        self.too_deep = 0  # start tags ignored for nesting deeper than MAX_DEPTH
+        self.tags = 0
 
-    def _dropping(self) -> bool:
-        return bool(self.stack) and self.stack[-1][1]
+    def _add(self, child) -> None:
+        element = self.stack[-1][1]
+        if element is not None:
+            element.children.append(child)
 
-    def _end_line(self) -> None:
-        text = " ".join("".join(self._parts).split())  # collapse runs of whitespace
-        if text:
-            self.lines.append((text, self._link_chars))
-        self._parts, self._link_chars = [], 0
+    def _count_tag(self) -> None:
+        self.tags += 1
+        if self.tags > MAX_TAGS:
+            raise _TooManyTags
 
     def handle_starttag(self, tag, attrs):
-        if tag in BLOCK_TAGS:
-            self._end_line()
-        if tag in VOID_TAGS:
+        self._count_tag()
+        if tag in VOID_TAGS or len(self.stack) > MAX_DEPTH:
+            self.too_deep += tag not in VOID_TAGS
+            if tag in BLOCK_TAGS:
+                self._add(LINE_BREAK)
             return
-        drop = self._dropping() or tag in DROP_TAGS or _is_boilerplate_element(attrs)
-        self.stack.append((tag, drop))
-        if tag == "a":
-            self._links_open += 1
+        hidden, furniture, main, is_link = _read_attributes(tag, attrs)
+        parent, element = self.stack[-1][1], None
+        if parent is not None and tag not in NEVER_CONTENT_TAGS and not hidden:
+            element = _Element(tag, parent, furniture)
+            parent.children.append(element)
+            self.elements.append(element)
+            if main:
+                self.mains.append(element)
+            elif tag == "article":
+                self.articles.append(element)
+        self.stack.append((tag, element, is_link))
+        self.open_count[tag] = self.open_count.get(tag, 0) + 1
+        self.links_open += is_link
+        self.pre_open += tag == "pre"
 
-    def handle_startendtag(self, tag, attrs):  # <br/>: nothing is opened
+    def handle_startendtag(self, tag, attrs):  # <br/>, <div/>: nothing is opened
+        self._count_tag()
         if tag in BLOCK_TAGS:
-            self._end_line()
+            self._add(LINE_BREAK)
 
     def handle_endtag(self, tag):
-        if tag in BLOCK_TAGS:
-            self._end_line()
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i][0] == tag:
-                self._links_open -= sum(t == "a" for t, _ in self.stack[i:])
-                del self.stack[i:]
-                break  # an end tag with no matching start tag is ignored
+        self._count_tag()
+        if not self.open_count.get(tag):
+            if tag in BLOCK_TAGS:  # a stray </p> still ends a line
+                self._add(LINE_BREAK)
+            return
+        while True:
+            open_tag, _, is_link = self.stack.pop()
+            self.open_count[open_tag] -= 1
+            self.links_open -= is_link
+            self.pre_open -= open_tag == "pre"
+            if open_tag == tag:
+                break
 
     def handle_data(self, data):
-        if self._dropping():
-            return
-        self._parts.append(data)
-        if self._links_open > 0:
-            self._link_chars += len(data.strip())
+        chars = len(data) - sum(map(data.count, SPACES))
+        self._add((data, chars, self.links_open > 0, self.pre_open > 0))
+
+    def measure(self) -> None:
+        """Count each element's characters, and its link characters, children before parents."""
+        for element in reversed(self.elements):
+            for child in element.children:
+                if isinstance(child, _Element):
+                    element.chars += child.chars
+                    element.link_chars += child.link_chars
+                    element.blocks += child.blocks + (child.tag in BLOCK_TAGS and child.prose_chars > 0)
+                elif child is not LINE_BREAK:
+                    element.chars += child[1]
+                    element.link_chars += child[1] if child[2] else 0
 
 
-def extract_text(page_html: str | bytes) -> str:
-    """The readable text of an HTML page, one paragraph (or heading, or list item) per line.
+def _common_ancestor(elements: list[_Element]) -> _Element:
+    paths = []
+    for e in elements:
+        path = []
+        while e is not None:
+            path.append(e)
+            e = e.parent
+        paths.append(path[::-1])
+    common = paths[0][0]
+    for level in zip(*paths):
+        if any(e is not level[0] for e in level):
+            break
+        common = level[0]
+    return common
 
-    Drops scripts, styles, navigation, headers, footers, forms, elements whose class/id says
-    cookie banner or menu, lines that are mostly links, and C4's boilerplate lines.
+
+def content_root(parser: _PageParser) -> _Element:
+    """Where the page's own content is: its <main>, else its <article>s, else the whole page."""
+    mains = [e for e in parser.mains if e.prose_chars > 0]
+    if mains:
+        return max(mains, key=lambda e: e.prose_chars)
+    articles = [e for e in parser.articles if e.prose_chars > 0]
+    if articles:
+        return _common_ancestor(articles)  # one article, or the element that holds them all
+    return parser.document
+
+
+def _is_wrapper(element: _Element, wrapper_chars: float) -> bool:
+    return element.prose_chars >= wrapper_chars and element.blocks >= WRAPPER_MIN_BLOCKS
+
+
+def _lines(root: _Element) -> list[tuple[str, int]]:
+    """The text under ``root`` as (line, characters of link text), leaving out the furniture
+    beside the content. Walks the tree with an explicit stack: no recursion limit to hit."""
+    wrapper_chars = WRAPPER_SHARE * root.prose_chars
+    lines: list[tuple[str, int]] = []
+    parts: list[str] = []
+    link_chars = 0
+
+    def end_line():
+        nonlocal parts, link_chars
+        text = " ".join("".join(parts).split())  # collapse runs of whitespace
+        if text:
+            lines.append((text, link_chars))
+        parts, link_chars = [], 0
+
+    todo: list = [(root, False)]
+    while todo:
+        item, closing = todo.pop()
+        if item is LINE_BREAK:
+            end_line()
+        elif isinstance(item, tuple):
+            text, _, in_link, in_pre = item
+            for i, piece in enumerate(text.split("\n") if in_pre else [text]):
+                if i:
+                    end_line()  # code keeps its lines
+                parts.append(piece)
+                link_chars += len(piece.strip()) if in_link else 0
+        elif closing or (item is not root and item.furniture and not _is_wrapper(item, wrapper_chars)):
+            if item.tag in BLOCK_TAGS:  # the end of a block, or furniture left out: a new line
+                end_line()
+        else:
+            if item.tag in BLOCK_TAGS:
+                end_line()
+            todo.append((item, True))
+            todo.extend(((child, False) for child in reversed(item.children)))
+    end_line()
+    return lines
+
+
+def _keep_line(text: str, link_chars: int) -> bool:
+    if link_chars > MAX_LINK_FRACTION * len(text):
+        return False  # mostly links: a menu, tag cloud or "read more" list
+    return not any(phrase in text.lower() for phrase in BOILERPLATE_PHRASES)
+
+
+@dataclass
+class Extraction:
+    """A page's text, and notes on anything odd about its input (empty when all was well)."""
+
+    text: str
+    notes: list[str] = field(default_factory=list)
+
+
+LONE_LT_RE = re.compile(r"<(?![A-Za-z/!?])")  # "a < b", "<<<": text, not the start of a tag
+
+
+def defuse_tags(html: str) -> tuple[str, int | None]:
+    """Escape every "<" that cannot start a tag, so the parser reads it as text at once; and
+    where a comment is never closed, end the page there (browsers hide the rest as a comment).
+    Returns the HTML and where an unclosed comment cut it (None if none did).
+
+    Python's ``html.parser`` looks ahead for the ">" that closes a tag; on "<a <a <a ..." with
+    no ">" it looks again from every "<", which takes quadratic time: minutes for one bad page.
+    A tag must end before the next "<" (outside comments), so we escape those that do not,
+    looking ahead for each ">" once. Browsers read these characters as text too.
     """
-    parser = _TextExtractor()
-    parser.feed(decode_page(page_html))
-    parser.close()
-    parser._end_line()
-    kept = []
-    for text, link_chars in parser.lines:
-        if link_chars > MAX_LINK_FRACTION * len(text):
-            continue  # mostly links: a menu, tag cloud or "read more" list
-        if any(phrase in text.lower() for phrase in BOILERPLATE_PHRASES):
+    html = LONE_LT_RE.sub("&lt;", html)
+    out, done, next_gt, cut = [], 0, -1, None
+    i = html.find("<")
+    while i != -1:
+        if html.startswith("<!--", i):  # a comment may hold "<"s; it ends at "-->", or the page does
+            end = html.find("-->", i + 4)
+            if end == -1:  # never closed: the rest of the page is a comment (and costly to parse)
+                html, cut = html[:i], i
+                break
+            i = html.find("<", end + 3)
             continue
-        kept.append(text)
-    return "\n".join(kept)[:MAX_TEXT_CHARS]
+        following = html.find("<", i + 1)
+        if next_gt < i:
+            next_gt = html.find(">", i)
+            next_gt = len(html) if next_gt == -1 else next_gt
+        if following != -1 and next_gt > following:  # no ">" before the next "<": not a tag
+            out += [html[done:i], "&lt;"]
+            done = i + 1
+        i = following
+    return ("".join(out) + html[done:] if out else html), cut
+
+
+def extract_page(page_html: str | bytes, charset: str | None = None) -> Extraction:
+    """The readable text of an HTML page, with notes on odd input (see ``extract_text``)."""
+    html, notes = decode_page(page_html, charset)
+    parser = _PageParser()
+    html, comment_at = defuse_tags(html)
+    if comment_at is not None:
+        notes.append(f"a comment opened at character {comment_at:,} is never closed: the rest is not read")
+    try:
+        parser.feed(html)
+        parser.close()
+    except _TooManyTags:
+        notes.append(f"more than {MAX_TAGS:,} tags: the rest of the page is not read")
+    except Exception as error:  # noqa: BLE001 -- one odd page must not stop a crawl; keep what was read
+        notes.append(f"the HTML parser stopped early ({type(error).__name__}: {error}); kept what it read")
+    if parser.too_deep:
+        notes.append(f"{parser.too_deep:,} tags nested deeper than {MAX_DEPTH} were ignored (an HTML bomb?)")
+    parser.measure()
+    root = content_root(parser)
+    kept = [text for text, link_chars in _lines(root) if _keep_line(text, link_chars)]
+    if not kept and root is not parser.document:  # an empty <main>: read the whole page instead
+        kept = [text for text, link_chars in _lines(parser.document) if _keep_line(text, link_chars)]
+    text = "\n".join(kept)
+    if len(text) > MAX_TEXT_CHARS:
+        notes.append(f"text cut from {len(text):,} to {MAX_TEXT_CHARS:,} characters")
+    return Extraction(text[:MAX_TEXT_CHARS], notes)
+
+
+def extract_text(page_html: str | bytes, charset: str | None = None) -> str:
+    """The readable text of an HTML page, one paragraph (or heading, list item, code line) per line.
+
+    1. Find the content: the page's <main> (or role="main"), else its <article>(s), else all of it.
+    2. Inside it, leave out what never is content (scripts, styles, forms' buttons, hidden
+       elements, the <h1> title) and the furniture *beside* the content: <nav>, <header>,
+       <footer>, <aside>, <form>, or an element whose class/id says menu, sidebar, cookie, share...
+       unless it holds most of the content's text (then it is a wrapper *around* the content).
+    3. Drop lines that are mostly links (menus), and C4's boilerplate lines ("All rights reserved").
+    """
+    return extract_page(page_html, charset).text
+
+
+# ============================================================================ reading a real crawl
+# Common Crawl publishes the web as WARC files: one record per HTTP exchange (the request, the
+# response with its headers and body, metadata), each gzipped on its own so a reader can start
+# at any record. ``read_warc`` keeps the HTML responses as pages that ``clean_crawl`` accepts,
+# counts what it skips, and reports broken records instead of stopping at them.
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+PAGE_SUFFIXES = (".html", ".htm", ".xhtml")
+WARC_READ_CHUNK = 1 << 16
+
+
+@dataclass
+class WebPage:
+    """A page read from a WARC file or a folder: its address, raw bytes and declared charset."""
+
+    url: str
+    html: bytes
+    charset: str | None = None  # from the HTTP Content-Type header, when it names one
+    notes: list[str] = field(default_factory=list)  # what was odd about reading it
+
+
+class PageSource:
+    """The pages of a WARC file or a folder, read lazily; after reading, what was skipped and why.
+
+    ``counts``: records (or files) seen, pages read, and skipped ones by reason.
+    ``problems``: one {"where", "problem"} per record or file that could not be read.
+    """
+
+    def __init__(self, path, read):
+        self.path, self._read = str(path), read
+        self.counts: Counter = Counter()
+        self.problems: list[dict] = []
+
+    def __iter__(self):
+        self.counts.clear()
+        self.problems.clear()
+        return self._read(self)
+
+    def summary(self) -> dict:
+        return {"source": self.path, "counts": dict(self.counts), "problems": list(self.problems)}
+
+
+def _charset_of(content_type: str | None) -> tuple[str, str | None]:
+    """"text/html; charset=GBK" -> ("text/html", "GBK")."""
+    mime, _, params = (content_type or "").partition(";")
+    match = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", params, re.I)
+    return mime.strip().lower(), match.group(1) if match else None
+
+
+def _warc_page(record, source: PageSource) -> WebPage | None:
+    """The page in one WARC record, or None (with the reason counted or reported)."""
+    url = record.rec_headers.get_header("WARC-Target-URI") or f"record-{source.counts['records']}"
+    if not hasattr(record.raw_stream, "limit"):  # warcio found no Content-Length to bound the record by
+        source.problems.append({"where": url, "problem": "broken record: no Content-Length (its WARC "
+                                "headers are cut short)"})
+        return None
+    if record.rec_type not in ("response", "resource"):
+        source.counts[f"skipped: {record.rec_type} record"] += 1
+        return None
+    headers = record.http_headers if record.rec_type == "response" else record.rec_headers
+    if headers is None:
+        if _missing_bytes(record):  # cut short inside its HTTP headers
+            source.problems.append({"where": url, "problem": f"truncated record: {record.raw_stream.limit:,} of "
+                                    f"its {record.length:,} bytes are missing"})
+        else:
+            source.counts["skipped: response without HTTP headers"] += 1
+        return None
+    if record.rec_type == "response" and not (headers.get_statuscode() or "").startswith("2"):
+        source.counts[f"skipped: HTTP status {headers.get_statuscode()}"] += 1
+        return None
+    mime, charset = _charset_of(headers.get_header("Content-Type"))
+    if mime not in HTML_TYPES:
+        source.counts[f"skipped: not HTML ({mime or 'no type'})"] += 1
+        return None
+    notes = []
+    try:
+        body = record.content_stream().read(4 * MAX_HTML_CHARS)  # as much as extraction ever reads
+    except Exception as error:  # noqa: BLE001 -- a corrupt body (bad gzip, bad chunking) is one page's problem
+        source.problems.append({"where": url, "problem": f"body could not be decoded ({_short(error)})"})
+        return None
+    rest = _missing_bytes(record, count_rest=True)
+    if record.raw_stream.limit > 0:  # the record promised more bytes than the file holds
+        source.problems.append({"where": url, "problem": f"truncated record: {record.raw_stream.limit:,} of its "
+                                f"{record.length:,} bytes are missing"})
+        return None
+    if rest:
+        notes.append(f"a record of {record.length:,} bytes: only the first {len(body):,} bytes of the page are read")
+    return WebPage(url, body, charset, notes)
+
+
+def _missing_bytes(record, count_rest: bool = False) -> int:
+    """Read past the rest of a record (a huge page's tail is not kept). Returns how many bytes that
+    was if ``count_rest``, else how many of the bytes its header promised the file did not hold."""
+    rest = 0
+    while chunk := record.raw_stream.read(WARC_READ_CHUNK):
+        rest += len(chunk)
+    return rest if count_rest else record.raw_stream.limit
+
+
+def _next_record_start(f, position: int, gzipped: bool) -> int | None:
+    """The next place at or after ``position`` where a WARC record (or a gzip member) begins."""
+    marker = b"\x1f\x8b\x08" if gzipped else b"\nWARC/1."
+    f.seek(position)
+    offset, tail = position, b""
+    while chunk := f.read(WARC_READ_CHUNK):
+        found = (tail + chunk).find(marker)
+        if found >= 0:
+            return offset - len(tail) + found + (0 if gzipped else 1)
+        tail = chunk[-len(marker):]
+        offset += len(chunk)
+    return None
+
+
+def _short(error: Exception) -> str:
+    """An exception as a short printable line (a corrupt file can put raw bytes in the message)."""
+    text = str(error).splitlines()[0] if str(error).strip() else ""
+    text = "".join(c for c in text.split(", first line:")[0] if c.isprintable())[:100]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _read_warc(source: PageSource):
+    from warcio.archiveiterator import ArchiveIterator
+
+    def advance(records):
+        # warcio prints a warning for a record whose length looks wrong; we report it instead.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return next(records, None)
+
+    with open(source.path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+        start = 0
+        while start is not None:
+            f.seek(start)
+            records, pending, errors = ArchiveIterator(f), None, 0
+            try:
+                while True:
+                    # Moving on finishes the pending record; only then do we know whether its
+                    # length matched what followed it.
+                    record = advance(records)
+                    if pending is not None:
+                        if records.err_count > errors:
+                            source.problems.append({"where": pending.url, "problem": "corrupt record: its "
+                                                    "Content-Length does not match what follows it"})
+                        else:
+                            source.counts["pages"] += 1
+                            yield pending
+                    pending, errors = None, records.err_count
+                    if record is None:
+                        return
+                    source.counts["records"] += 1
+                    pending = _warc_page(record, source)
+            except Exception as error:  # noqa: BLE001 -- warcio raises all kinds of errors on a broken file
+                # The iterator cannot go on after a broken record: note it, find the next record
+                # start after it, and read on from there.
+                if pending is not None:
+                    source.counts["pages"] += 1
+                    yield pending
+                broken_at = max(records.offset, start)
+                source.problems.append({"where": f"byte {broken_at:,}", "problem": f"broken record ({_short(error)})"})
+                start = _next_record_start(f, broken_at + 1, gzipped)
+
+
+def read_warc(path) -> PageSource:
+    """The HTML pages of a WARC file (``.warc`` or ``.warc.gz``), for ``clean_crawl``.
+
+    Records that are not HTML responses (requests, metadata, images, redirects) are skipped and
+    counted; broken records (truncated, corrupt) are reported and skipped. Both are in the
+    returned source's ``counts`` and ``problems`` after reading, and in ``clean_crawl``'s report.
+    Needs ``warcio`` (``pip install 'course-utils[web]'``).
+    """
+    try:
+        import warcio  # noqa: F401
+    except ImportError as error:
+        raise ImportError("read_warc needs the warcio package: pip install warcio "
+                          "(or the course's web extra: pip install -e '.[web]')") from error
+    return PageSource(path, _read_warc)
+
+
+def _read_html_files(source: PageSource):
+    folder = Path(source.path)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        source.counts["files"] += 1
+        if path.suffix.lower() not in PAGE_SUFFIXES:
+            source.counts[f"skipped: not HTML ({path.suffix or 'no suffix'})"] += 1
+            continue
+        try:
+            with open(path, "rb") as f:
+                html = f.read(4 * MAX_HTML_CHARS)  # as much as extraction ever reads
+                rest = len(f.read(1))
+        except OSError as error:
+            source.problems.append({"where": str(path), "problem": f"cannot be read ({error.strerror or error})"})
+            continue
+        source.counts["pages"] += 1
+        notes = [f"a file of {path.stat().st_size:,} bytes: only the first {len(html):,} are read"] if rest else []
+        yield WebPage(path.relative_to(folder).as_posix(), html, None, notes)
+
+
+def read_html_files(folder) -> PageSource:
+    """The ``.html``/``.htm`` files in a folder (and its subfolders) as pages, for ``clean_crawl``."""
+    if not Path(folder).is_dir():
+        raise NotADirectoryError(f"read_html_files() needs a folder of HTML files; {str(folder)!r} is not a folder")
+    return PageSource(folder, _read_html_files)
+
+
+def write_warc(path, pages, gzip: bool = True) -> Path:
+    """Write pages (CrawlPage-like objects, (url, html) pairs) as a WARC file of HTTP responses.
+
+    Each page becomes one ``response`` record with its HTTP headers, as a crawler stores it (a
+    page whose address is not http(s) becomes a ``resource`` record). The course uses this to
+    hand the world's crawl to tools that read the real format. Needs ``warcio``.
+    """
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    path = Path(path)
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=gzip)
+        for i, page in enumerate(pages):
+            url, html = _url_and_html(page, i)
+            body = html.encode("utf-8") if isinstance(html, str) else bytes(html)
+            charset = "utf-8" if isinstance(html, str) else getattr(page, "charset", None)
+            content_type = "text/html" + (f"; charset={charset}" if charset else "")
+            if url.startswith(("http://", "https://")):
+                headers = StatusAndHeaders("200 OK", [("Content-Type", content_type),
+                                                      ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
+                record = writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers)
+            else:  # not fetched over HTTP (a file, a test page): a "resource" record, with no HTTP headers
+                record = writer.create_warc_record(url, "resource", payload=io.BytesIO(body),
+                                                   warc_content_type=content_type)
+            writer.write_record(record)
+    return path
 
 
 # ============================================================================ shared text helpers
@@ -735,6 +1249,7 @@ class PageResult:
     duplicate_of: str | None = None  # for the dedup filters: the url of the copy we keep
     pii: list[tuple[str, str]] = field(default_factory=list)  # (kind, string) found in text
     clean_text: str = ""  # the redacted text that goes into the corpus
+    notes: list[str] = field(default_factory=list)  # odd input: cut short, bad bytes, too deeply nested
 
     @property
     def kept(self) -> bool:
@@ -747,6 +1262,7 @@ class CleaningReport:
 
     pages: list[PageResult]
     seconds: dict[str, float]
+    source: dict | None = None  # for pages from read_warc/read_html_files: what was skipped, and why
 
     @property
     def kept(self) -> list[PageResult]:
@@ -769,13 +1285,20 @@ class CleaningReport:
         """The clean corpus: one {"id", "lang", "text"} per kept page."""
         return [{"id": p.url, "lang": p.lang, "text": p.clean_text} for p in self.kept]
 
+    def noted(self) -> list[PageResult]:
+        """Pages whose input was odd (cut short, undecodable bytes, an HTML bomb): read, with a note."""
+        return [p for p in self.pages if p.notes]
+
     def summary(self) -> dict:
-        return {"pages_in": len(self.pages), "documents_out": len(self.kept),
-                "steps": self.counts(), "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+        out = {"pages_in": len(self.pages), "documents_out": len(self.kept), "steps": self.counts(),
+               "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "pages_with_notes": len(self.noted())}
+        if self.source is not None:
+            out["source"] = self.source
+        return out
 
 
 def _url_and_html(page, index: int) -> tuple[str, str | bytes]:
-    """Accept CrawlPage-like objects (.url, .html), (url, html) pairs, or bare HTML."""
+    """Accept CrawlPage-like objects (.url, .html), WebPages, (url, html) pairs, or bare HTML."""
     if hasattr(page, "html"):
         return str(getattr(page, "url", f"page-{index}")), page.html
     if isinstance(page, tuple) and len(page) == 2:
@@ -787,9 +1310,11 @@ def _url_and_html(page, index: int) -> tuple[str, str | bytes]:
 
 def clean_crawl(pages) -> CleaningReport:
     """Run the whole pipeline over crawled pages; see the module docstring for the steps."""
+    source = pages if isinstance(pages, PageSource) else None
     pages = list(pages)
     if not pages:
-        raise ValueError("clean_crawl() got an empty corpus: the list of crawled pages is empty, "
+        where = f" ({source.path}: {dict(source.counts)}, {len(source.problems)} problems)" if source else ""
+        raise ValueError(f"clean_crawl() got an empty corpus{where}: the list of crawled pages is empty, "
                          "so there is nothing to clean. Pass world.crawl(w) or a list of HTML pages.")
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -803,7 +1328,9 @@ def clean_crawl(pages) -> CleaningReport:
     results = []
     for i, page in enumerate(pages):
         url, raw = _url_and_html(page, i)
-        results.append(PageResult(url=url, text=extract_text(raw), lang=""))
+        extraction = extract_page(raw, getattr(page, "charset", None))
+        notes = list(getattr(page, "notes", ())) + extraction.notes
+        results.append(PageResult(url=url, text=extraction.text, lang="", notes=notes))
     lap("extract")
 
     # Content filters, page by page; each page is judged only by the first filter that drops it.
@@ -843,7 +1370,7 @@ def clean_crawl(pages) -> CleaningReport:
         r.pii = find_pii(r.text)
         r.clean_text = redact_pii(r.text)
     lap("pii")
-    return CleaningReport(results, seconds)
+    return CleaningReport(results, seconds, source.summary() if source else None)
 
 
 # ============================================================================ scoring

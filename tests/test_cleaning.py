@@ -236,9 +236,11 @@ def test_empty_corpus_is_a_clear_error():
 
 
 def test_non_utf8_bytes_never_crash():
-    raw = page(paragraphs(ADA)).encode("utf-8") + b"\xff\xfe\xc3(" + "<p>中文 ok</p>".encode("gbk")
-    text = cleaning.extract_text(raw)
-    assert ADA in text and "\ufffd" in text
+    bad = b"\xff\xfe\xc3(" + "中文 ok".encode("gbk")  # not UTF-8, and no charset says what it is
+    raw = page(paragraphs(ADA, "MARK")).encode("utf-8").replace(b"MARK", bad)
+    extraction = cleaning.extract_page(raw)
+    assert ADA in extraction.text and "\ufffd" in extraction.text
+    assert any("not utf-8" in note and "no charset declared" in note for note in extraction.notes), extraction.notes
     report = cleaning.clean_crawl([("u1", raw), ("u2", b"\x80\x81\x82" * 100)])
     assert [p.kept for p in report.pages] == [True, False]
 
