@@ -41,6 +41,8 @@ Checker = Callable[[object, list, object], float]
 
 # ----------------------------------------------------------------------------- the data
 
+CALCULATOR_SHARE = 0.5  # share of the warm-up's worked solutions solved with the calculator (the rest in the head)
+
 def split_tasks(world, *, n_eval: int | None = None, zh_share: float = 0.25):
     """The world's word problems split into ``{"train", "eval", "eval_zh"}`` lists of tasks.
 
@@ -308,7 +310,6 @@ def grpo_train(model: nn.Module, tokenizer, tasks: Sequence, cfg: GRPOConfig, ch
 # learnt from (so the chat skills stay), and pretraining text in every batch (so the facts stay).
 WARMUP_SOLUTIONS = {"ci": 40, "cpu": 300, "gpu": 1000}
 WARMUP_SHARE = 0.5  # share of worked solutions among the warm-up conversations
-CALCULATOR_SHARE = 0.5  # share of those solved with the calculator (the rest in the head)
 
 
 def warmup_config(**overrides) -> TrainConfig:
