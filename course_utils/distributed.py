@@ -143,6 +143,8 @@ class Job:
     seed: int = 1337
     data: str = "corpus"
     allreduce_repeats: int = 20  # all-reduces of a model-sized buffer timed after training
+    dtype: str = "float32"  # "float64" shows that what differs between runs is float32 rounding
+    threads: int | None = None  # torch threads for this job (None: leave the process's setting)
     fail_rank: int | None = None
     fail_step: int | None = None
     train_overrides: dict = field(default_factory=dict)
@@ -152,7 +154,7 @@ class Job:
 
         return pretrain_config(max_steps=self.steps, batch_size=self.batch_size, grad_accum=self.grad_accum,
                                lr=self.lr, warmup_steps=self.warmup_steps, seed=self.seed, eval_every=0,
-                               eval_batches=0, sample_every=0, **self.train_overrides)
+                               eval_batches=0, sample_every=0, num_threads=self.threads, **self.train_overrides)
 
 
 class WorkerFailed(RuntimeError):
@@ -201,11 +203,16 @@ def run_job(job: Job) -> dict:
     if job.fail_rank is not None and rank() == job.fail_rank:
         data = _FailAt(data, job.fail_step or 0)
     torch.manual_seed(job.seed)  # the same initial weights as a single-process run
-    model = GPT(shape)
-    result = train(model, data, job.train_config(), progress=False, verbose=False, desc=f"rank {rank()}")
+    model = GPT(shape).to(getattr(torch, job.dtype))
+    threads_before = torch.get_num_threads()
+    try:
+        result = train(model, data, job.train_config(), progress=False, verbose=False, desc=f"rank {rank()}")
+        threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads_before)  # the job's setting ends with the job
     timing = allreduce_seconds(model, repeats=job.allreduce_repeats)
-    out = {"world_size": world_size(), "threads": torch.get_num_threads(), "history": result.history,
-           "final": result.final, **timing}
+    out = {"world_size": world_size(), "threads": threads, "tokens_per_s": steady_speed(result.history),
+           "history": result.history, "final": result.final, **timing}
     if is_main():
         out_dir = Path(job.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,19 +222,27 @@ def run_job(job: Job) -> dict:
         os.replace(tmp, out_dir / RESULT_FILE)
         for h in result.history:
             print(f"step {h['step']:>4}  loss {h['train_loss']:.4f}", flush=True)
-        print(f"{world_size()} process(es) x {torch.get_num_threads()} thread(s): "
-              f"{result.final['tokens_per_s']:,.0f} tokens/s", flush=True)
+        print(f"{world_size()} process(es) x {threads} thread(s): {out['tokens_per_s']:,.0f} tokens/s", flush=True)
         if active():
             print(f"one all-reduce of all the gradients ({timing['allreduce_bytes'] / 1e6:.2f} MB): "
                   f"{timing['allreduce_seconds'] * 1e3:.2f} ms", flush=True)
     return out
 
 
+def steady_speed(history: list[dict]) -> float:
+    """Tokens per second after the first step (which also pays for one-off set-up: memory,
+    kernels, DDP's buckets), so that runs started in different ways compare fairly."""
+    if len(history) < 2:
+        return history[-1]["tokens"] / max(history[-1]["seconds"], 1e-9) if history else 0.0
+    first, last = history[0], history[-1]
+    return (last["tokens"] - first["tokens"]) / max(last["seconds"] - first["seconds"], 1e-9)
+
+
 def allreduce_seconds(model: nn.Module, repeats: int = 20) -> dict:
     """What averaging the gradients costs: the time of one all-reduce of a buffer as large as all
     the trainable parameters (what DDP sends each step, in a few buckets), median of ``repeats``."""
     numel = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    buffer = torch.zeros(numel)
+    buffer = torch.zeros(numel)  # float32, whatever the model's type: the figure is for float32 training
     times = []
     for _ in range(repeats if active() else 0):
         dist.barrier()
@@ -265,14 +280,17 @@ def main(argv: list[str] | None = None) -> None:
         dist.destroy_process_group()
 
 
-def max_weight_difference(dir_a: str | Path, dir_b: str | Path) -> float:
-    """The largest absolute difference between the weights two jobs saved (0.0: identical)."""
+def weight_difference(dir_a: str | Path, dir_b: str | Path, above: float = 1e-5) -> dict:
+    """How far apart the weights two jobs saved are: the largest absolute difference, and how
+    many of the numbers differ by more than ``above``."""
     from safetensors.torch import load_file
 
     a, b = load_file(str(Path(dir_a) / WEIGHTS_FILE)), load_file(str(Path(dir_b) / WEIGHTS_FILE))
     if a.keys() != b.keys():
         raise ValueError(f"The two models have different tensors: {sorted(a.keys() ^ b.keys())[:5]}")
-    return max(float((a[k] - b[k]).abs().max()) for k in a)
+    diffs = [(a[k].double() - b[k].double()).abs() for k in sorted(a)]
+    return {"max": max(float(d.max()) for d in diffs), "above": sum(int((d > above).sum()) for d in diffs),
+            "numbers": sum(d.numel() for d in diffs)}
 
 
 # ----------------------------------------------------------------------------- the launcher

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from course_utils import distributed
-from course_utils.distributed import Job, WorkerFailed, launch, max_weight_difference, run_job, spawn_entry
+from course_utils.distributed import Job, WorkerFailed, launch, run_job, weight_difference, spawn_entry
 
 # A small model on a seeded random token stream: no stages needed.
 SHAPE = dict(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32)
@@ -40,7 +40,7 @@ def test_two_processes_with_half_the_batch_match_one_process(tmp_path):
     assert len(two_losses) == 10
     assert two_losses == pytest.approx(one_losses, abs=1e-5)
     assert [h["tokens"] for h in two_result["history"]] == [h["tokens"] for h in one["history"]]
-    assert max_weight_difference(tmp_path / "one", tmp_path / "two") <= 1e-5
+    assert weight_difference(tmp_path / "one", tmp_path / "two")["max"] <= 1e-5
     assert two_result["allreduce_bytes"] == 4 * sum(p.numel() for p in _model().parameters())
     assert two_result["allreduce_seconds"] > 0
 
@@ -49,9 +49,20 @@ def test_gradient_accumulation_is_the_single_process_equivalent(tmp_path):
     run_job(job(tmp_path, "whole", steps=4))
     run_job(job(tmp_path, "halves", steps=4, batch_size=4, grad_accum=2))
     assert losses(tmp_path / "halves")[0] == pytest.approx(losses(tmp_path / "whole")[0], abs=1e-5)
-    assert max_weight_difference(tmp_path / "whole", tmp_path / "halves") <= 1e-5
+    assert weight_difference(tmp_path / "whole", tmp_path / "halves")["max"] <= 1e-5
     run_job(job(tmp_path, "other_seed", steps=4, seed=1))  # the comparison can fail
-    assert max_weight_difference(tmp_path / "whole", tmp_path / "other_seed") > 1e-3
+    assert weight_difference(tmp_path / "whole", tmp_path / "other_seed")["max"] > 1e-3
+    # In float64 the two orders of summation agree to float64 rounding: nothing else differs.
+    run_job(job(tmp_path, "whole64", steps=4, dtype="float64"))
+    run_job(job(tmp_path, "halves64", steps=4, batch_size=4, grad_accum=2, dtype="float64"))
+    assert weight_difference(tmp_path / "whole64", tmp_path / "halves64")["max"] <= 1e-10
+
+
+def test_a_job_leaves_the_thread_setting_as_it_found_it(tmp_path):
+    before = torch.get_num_threads()
+    result = run_job(job(tmp_path, "threads", steps=2, threads=2))
+    assert result["threads"] == 2 and torch.get_num_threads() == before
+    assert result["tokens_per_s"] > 0
 
 
 def test_helpers_do_nothing_without_a_process_group():
