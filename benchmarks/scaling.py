@@ -16,8 +16,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -101,10 +103,11 @@ def main() -> None:
     base = default_config(tokenizer.vocab_size)
     report = {"profile": config.profile(), "torch_threads": torch.get_num_threads(), "cores": os.cpu_count(),
               "matmul_gflops": round(scaling.measure_matmul_flops() / 1e9, 1)}
-    if not args.skip_ddp:
-        report["ddp"] = ddp_figures(base, args.steps)
-    if not args.skip_sweep:
-        report["scaling_law"] = sweep_figures(base, tokenizer)
+    with contextlib.redirect_stdout(sys.stderr):  # the runs' logs; stdout is for the JSON alone
+        if not args.skip_ddp:
+            report["ddp"] = ddp_figures(base, args.steps)
+        if not args.skip_sweep:
+            report["scaling_law"] = sweep_figures(base, tokenizer)
     print(json.dumps(report, indent=2))
 
 

@@ -372,7 +372,12 @@ def sweep_config(**overrides):
     steps = config.pick(ci=6, cpu=300, gpu=2000, smoke=2)
     cfg = pretrain_config(max_steps=steps, batch_size=config.pick(ci=4, cpu=8, gpu=32, smoke=2),
                           warmup_steps=max(1, steps // 10), eval_every=0,
-                          eval_batches=config.pick(ci=2, cpu=16, gpu=32, smoke=1), sample_every=0)
+                          eval_batches=config.pick(ci=2, cpu=16, gpu=32, smoke=1), sample_every=0,
+                          # One thread on a CPU: matrices this small leave a second thread mostly waiting,
+                          # and threads that must keep in step suffer most when other programs share the
+                          # cores (on a busy 2-core machine two threads ran these models several times
+                          # slower than one). The gpu profile trains on the GPU.
+                          num_threads=config.pick(ci=1, cpu=1, gpu=None))
     return replace(cfg, **overrides)
 
 
@@ -402,7 +407,11 @@ def train_size(shape, data, cfg, *, progress: bool = True) -> SizeRun:
 
     torch.manual_seed(cfg.seed)  # every size starts from the same seed and sees the same batches
     model = GPT(shape).to(config.device())
-    result = train(model, data, cfg, progress=progress, verbose=False, desc=f"width {shape.n_embd}")
+    threads = torch.get_num_threads()
+    try:
+        result = train(model, data, cfg, progress=progress, verbose=False, desc=f"width {shape.n_embd}")
+    finally:
+        torch.set_num_threads(threads)  # cfg.num_threads is for this run only
     params = count_params(shape)
     return SizeRun(n_embd=shape.n_embd, params=params.total, non_embedding_params=params.non_embedding,
                    tokens=result.final["tokens"], flops=training_flops(shape, result.final["tokens"]),

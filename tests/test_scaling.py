@@ -150,8 +150,10 @@ def test_train_size_reports_what_it_trained():
     ids = torch.arange(3000) % 7
     data = TokenWindows(ids[300:], ids[:300], 8)
     shape = GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=1, n_embd=8)
-    cfg = scaling.sweep_config(max_steps=30, batch_size=4, lr=1e-2, warmup_steps=2, eval_batches=2)
+    cfg = scaling.sweep_config(max_steps=30, batch_size=4, lr=1e-2, warmup_steps=2, eval_batches=2, num_threads=2)
+    threads = torch.get_num_threads()
     run = scaling.train_size(shape, data, cfg, progress=False)
+    assert torch.get_num_threads() == threads  # the run's thread setting does not outlive it
     assert run.tokens == 30 * 4 * 8
     assert run.flops == scaling.training_flops(shape, run.tokens)
     assert run.params == GPT(shape).num_params()
