@@ -557,7 +557,7 @@ def plot_flop_shares(counts: dict, ax=None):
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(counts)), layout="constrained")
+        _, ax = plt.subplots(figsize=(10, 0.8 + 0.5 * len(counts)), layout="constrained")
     parts = (("attention_proj", "q, k, v, out projections", "tab:blue"),
              ("attention_scores", "attention scores (grow with context)", "tab:cyan"),
              ("mlp", "MLP", "tab:green"), ("head", "output head (the token table)", "tab:orange"))
@@ -573,7 +573,7 @@ def plot_flop_shares(counts: dict, ax=None):
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the FLOPs per token")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(counts) < 4 else -0.15), ncol=2, fontsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     return ax
 
 
@@ -587,17 +587,26 @@ def plot_scaling_law(n, loss, laws: dict, *, check=None, xlabel: str = "paramete
         import matplotlib.pyplot as plt
 
         _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     top = max(n) if check is None else max(max(n), check[0])
     grid = np.geomspace(min(n) * 0.8, top * 1.5, 100)
     ax.plot(n, loss, "o", color="tab:blue", markersize=7, label="sweep: trained")
-    for (label, law), style in zip(laws.items(), ("-", "--", ":")):
+    for k, ((label, law), style) in enumerate(zip(laws.items(), ("-", "--", ":"))):
         ax.plot(grid, law(grid), style, color="tab:gray", label=label)
         if check is not None:
-            ax.plot(check[0], law(check[0]), "x", color="tab:gray", markersize=9)
+            ax.plot(check[0], law(check[0]), "x", color="tab:gray", markersize=10, markeredgewidth=2,
+                    label="predicted" if k == 0 else None)
     if check is not None:
         ax.plot(*check, "*", color="tab:red", markersize=14, label="check run: trained")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # Plain numbers on the axes (not 10^x), and no labels on the minor ticks, which would overlap.
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("held-out loss (nats per token)")
     ax.grid(alpha=0.3, which="both")
@@ -637,8 +646,7 @@ def plot_memory(setups: dict, *, gpu_bytes: float = 80e9, ax=None):
             ax.barh(i, parts[key] / 1e9, left=left, color=color, label=key if i == 0 else None)
             left += parts[key] / 1e9
         ax.text(left, i, f" {left:,.0f} GB", va="center", fontsize=8)
-    ax.axvline(gpu_bytes / 1e9, color="black", linestyle="--", linewidth=1)
-    ax.text(gpu_bytes / 1e9, -0.7, f" one GPU: {gpu_bytes / 1e9:.0f} GB", fontsize=8)
+    ax.axvline(gpu_bytes / 1e9, color="black", linestyle="--", linewidth=1, label=f"one GPU: {gpu_bytes / 1e9:.0f} GB")
     ax.set_yticks(range(len(setups)), list(setups))
     ax.invert_yaxis()
     ax.set_xlabel("GB per GPU")

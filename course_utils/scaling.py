@@ -242,6 +242,14 @@ class Transformer:
 LLAMA2_7B = Transformer("Llama 2 7B", 6.74e9, 32, 4096, 32, "Touvron et al. 2023 (arXiv:2307.09288)")
 
 
+def llama2_7b_shape(context: int = 4096):
+    """Llama 2 7B's shape as a course config, for counting its FLOPs (not for building: 6.7B parameters).
+    Its embeddings are not tied, but the output head costs the same FLOPs either way."""
+    from .model import GPTConfig
+
+    return GPTConfig(vocab_size=32000, block_size=context, n_layer=32, n_head=32, n_embd=4096, mlp_hidden=11008)
+
+
 def training_memory(model: Transformer, *, seq_len: int = 4096, micro_batch: int = 1,
                     flash_attention: bool = True, recompute: bool = False) -> dict:
     """Bytes to train ``model`` with Adam in mixed precision, per part, on one device.
