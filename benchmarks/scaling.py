@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
@@ -101,13 +100,16 @@ def main() -> None:
     config.seed_everything()
     tokenizer = stages.ensure_stage("tokenizer").tokenizer()
     base = default_config(tokenizer.vocab_size)
+    # Other programs on the machine move every speed figure: the load average says how busy it was.
     report = {"profile": config.profile(), "torch_threads": torch.get_num_threads(), "cores": os.cpu_count(),
+              "load_average_at_start": round(os.getloadavg()[0], 2),
               "matmul_gflops": round(scaling.measure_matmul_flops() / 1e9, 1)}
     with contextlib.redirect_stdout(sys.stderr):  # the runs' logs; stdout is for the JSON alone
         if not args.skip_ddp:
             report["ddp"] = ddp_figures(base, args.steps)
         if not args.skip_sweep:
             report["scaling_law"] = sweep_figures(base, tokenizer)
+    report["load_average_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(report, indent=2))
 
 

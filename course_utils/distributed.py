@@ -35,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -147,14 +147,13 @@ class Job:
     threads: int | None = None  # torch threads for this job (None: leave the process's setting)
     fail_rank: int | None = None
     fail_step: int | None = None
-    train_overrides: dict = field(default_factory=dict)
 
     def train_config(self):
         from .pretrain import pretrain_config
 
         return pretrain_config(max_steps=self.steps, batch_size=self.batch_size, grad_accum=self.grad_accum,
                                lr=self.lr, warmup_steps=self.warmup_steps, seed=self.seed, eval_every=0,
-                               eval_batches=0, sample_every=0, num_threads=self.threads, **self.train_overrides)
+                               eval_batches=0, sample_every=0, num_threads=self.threads)
 
 
 class WorkerFailed(RuntimeError):

@@ -3,7 +3,7 @@
 is reported (which rank, why) instead of hanging."""
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import pytest
 import torch
