@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import re
@@ -260,8 +261,18 @@ def spawn_entry(local_rank: int, world: int, init_file: str, job: dict) -> None:
                             timeout=timedelta(seconds=120))
     try:
         run_job(Job(**job))
+        _settle()
     finally:
         dist.destroy_process_group()
+
+
+def _settle() -> None:
+    """Before leaving the group: free what the run left behind now (DDP's wrapper holds reference
+    cycles, which only the garbage collector frees) and wait until every process is done. Without
+    this, a worker now and then aborted at exit after finishing its work ("terminate called without
+    an active exception": 2 runs in about 35 here; none in 60 with it)."""
+    gc.collect()
+    dist.barrier()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -275,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     dist.init_process_group("gloo", timeout=timedelta(seconds=120))
     try:
         run_job(job)
+        _settle()
     finally:
         dist.destroy_process_group()
 
@@ -367,8 +379,9 @@ def failure_summary(lines: list[str], returncode: int) -> str:
         why = errors[-1] if errors else None
         exitcode = re.search(r"exitcode\s*:\s*(-?\d+)", root)
         code = exitcode.group(1) if exitcode else "?"
-        return (f"rank {failed} failed (exit code {code}): {why or 'no Python error; see the log above'}. "
-                f"The other processes were stopped.")
+        if why is None:  # killed by a signal, or a crash below Python: show what it wrote last
+            why = "no Python error; its last lines:\n" + "\n".join(own[-8:] or lines[-15:])
+        return f"rank {failed} failed (exit code {code}): {why}. The other processes were stopped."
     return f"torchrun exited with code {returncode}; last lines:\n" + "\n".join(lines[-15:])
 
 
