@@ -103,11 +103,16 @@ def sync_gradients(synced: nn.Module, now: bool):
     return synced.no_sync()
 
 
+def _comm_device() -> str:
+    # gloo (the CPU backend the course uses) sends CPU tensors; nccl sends only GPU tensors.
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"
+
+
 def mean(value: float) -> float:
     """The mean of a number over all processes (e.g. each one's loss on its own rows)."""
     if not active():
         return value
-    t = torch.tensor([float(value)], dtype=torch.float64)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=_comm_device())
     dist.all_reduce(t)
     return float(t) / world_size()
 
@@ -117,7 +122,7 @@ def any_of(flag: bool) -> bool:
     processes still training would wait forever for the one that stopped."""
     if not active():
         return flag
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
     dist.all_reduce(t)
     return bool(t.item() > 0)
 
