@@ -61,7 +61,7 @@ CHAPTERS = (
     Chapter(11, "Going vertical (LoRA)", "domain", "examples"),
     Chapter(12, "Evaluation", "report card", "ship"),
     Chapter(13, "Small and fast", "distilled", "ship"),
-    Chapter(14, "Scaling out", "", "ship"),
+    Chapter(14, "Scaling out", "", "ship", cpu=4.4, gpu=est(8)),
 )
 
 

@@ -619,4 +619,106 @@ def plot_accuracy_by_difficulty(models: dict, ax=None):
     ax.set_ylabel("held-out problems right (greedy)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
+# ----------------------------------------------------------------------------- scaling (chapter 14)
+
+def plot_flop_shares(counts: dict, ax=None):
+    """Where a token's FLOPs go, one stacked bar per model: ``counts`` maps a label to a
+    :class:`course_utils.scaling.FlopCount`. Returns the axes."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(10, 0.8 + 0.5 * len(counts)), layout="constrained")
+    parts = (("attention_proj", "q, k, v, out projections", "tab:blue"),
+             ("attention_scores", "attention scores (grow with context)", "tab:cyan"),
+             ("mlp", "MLP", "tab:green"), ("head", "output head (the token table)", "tab:orange"))
+    for i, count in enumerate(counts.values()):
+        left = 0.0
+        for key, label, color in parts:
+            share = getattr(count, key) / count.forward
+            ax.barh(i, share, left=left, color=color, label=label if i == 0 else None)
+            if share > 0.06:
+                ax.text(left + share / 2, i, f"{share:.0%}", ha="center", va="center", fontsize=8)
+            left += share
+    ax.set_yticks(range(len(counts)), list(counts))
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the FLOPs per token")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    return ax
+
+
+def plot_scaling_law(n, loss, laws: dict, *, check=None, xlabel: str = "parameters N", ax=None):
+    """Losses of the sweep against size on log-log axes, each fitted law of ``laws`` (label ->
+    :class:`course_utils.scaling.PowerLaw`) drawn out to the check model, and the check model
+    (``(n, loss)``) measured. Returns the axes."""
+    import numpy as np
+
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    top = max(n) if check is None else max(max(n), check[0])
+    grid = np.geomspace(min(n) * 0.8, top * 1.5, 100)
+    ax.plot(n, loss, "o", color="tab:blue", markersize=7, label="sweep: trained")
+    for k, ((label, law), style) in enumerate(zip(laws.items(), ("-", "--", ":"))):
+        ax.plot(grid, law(grid), style, color="tab:gray", label=label)
+        if check is not None:
+            ax.plot(check[0], law(check[0]), "x", color="tab:gray", markersize=10, markeredgewidth=2,
+                    label="predicted" if k == 0 else None)
+    if check is not None:
+        ax.plot(*check, "*", color="tab:red", markersize=14, label="check run: trained")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    # Plain numbers on the axes (not 10^x), and no labels on the minor ticks, which would overlap.
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("held-out loss (nats per token)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_loss_overlay(runs: dict, ax=None):
+    """Training losses of several runs on one axes, drawn so that identical curves stay visible
+    (a line, dashes, dots): ``runs`` maps a label to a list of losses per step. Returns the axes."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+    styles = (dict(linestyle="-", linewidth=4, alpha=0.35), dict(linestyle="--", linewidth=2),
+              dict(linestyle="none", marker="o", markersize=4))
+    for (label, losses), style in zip(runs.items(), styles * 2):
+        ax.plot(range(1, len(losses) + 1), losses, label=label, **style)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def plot_memory(setups: dict, *, gpu_bytes: float = 80e9, ax=None):
+    """Training memory per GPU, one stacked bar per setup: ``setups`` maps a label to the parts
+    of :func:`course_utils.scaling.training_memory` (bytes); a line marks one GPU's memory."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(8, 0.6 + 0.5 * len(setups)), layout="constrained")
+    colors = {"weights": "tab:blue", "gradients": "tab:orange", "optimizer": "tab:red", "activations": "tab:green"}
+    for i, parts in enumerate(setups.values()):
+        left = 0.0
+        for key, color in colors.items():
+            ax.barh(i, parts[key] / 1e9, left=left, color=color, label=key if i == 0 else None)
+            left += parts[key] / 1e9
+        ax.text(left, i, f" {left:,.0f} GB", va="center", fontsize=8)
+    ax.axvline(gpu_bytes / 1e9, color="black", linestyle="--", linewidth=1, label=f"one GPU: {gpu_bytes / 1e9:.0f} GB")
+    ax.set_yticks(range(len(setups)), list(setups))
+    ax.invert_yaxis()
+    ax.set_xlabel("GB per GPU")
+    ax.legend(fontsize=8, loc="lower right")
     return ax

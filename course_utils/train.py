@@ -19,6 +19,10 @@ same as an uninterrupted run's). Checkpoints are safetensors plus JSON: nothing 
 
 A batch source that keeps its own position (e.g. an epoch cursor) can expose
 ``state_dict()`` / ``load_state_dict(d)`` (JSON-able); the loop saves and restores it too.
+
+Under a process group (``torchrun``; see :mod:`course_utils.distributed`) the same loop trains
+data-parallel: ``cfg.batch_size`` is then per process, each process trains on its own rows of
+the global batch, the gradients are averaged across processes, and only rank 0 logs and saves.
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+
+from . import distributed
 
 Batch = Any
 GetBatch = Callable[[str, int, torch.Generator], Batch]
@@ -436,11 +442,14 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
         history, samples = state["history"], state["samples"]
         if state.get("data_state") is not None and hasattr(get_batch, "load_state_dict"):
             get_batch.load_state_dict(state["data_state"])
-        if verbose:
+        if verbose and distributed.is_main():
             print(f"Resumed from {ckpt_path} at step {step}/{cfg.max_steps}.")
 
+    # Several processes (torchrun): each trains on its share of every batch and the gradients are
+    # averaged (see course_utils.distributed); rank 0 alone shows progress, evaluates and saves.
+    parallel, main, world = distributed.active(), distributed.is_main(), distributed.world_size()
     plot = None
-    if live_plot:
+    if live_plot and main:
         from .plots import LiveLossPlot
 
         plot = LiveLossPlot(title=desc, max_steps=cfg.max_steps)
@@ -448,7 +457,7 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
 
     # TQDM_DISABLE=1 in the environment silences the bar, so `disable` is passed only to turn it off.
     bar = tqdm(total=cfg.max_steps, initial=step, desc=desc, unit="step", dynamic_ncols=True,
-               **({} if progress else {"disable": True}))
+               **({} if progress and main else {"disable": True}))
     tokens_total = history[-1]["tokens"] if history else 0
     last_good = next((h for h in reversed(history) if h["train_loss"] is not None), None)
     t0 = time.perf_counter()
@@ -461,7 +470,7 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
 
     def checkpoint() -> None:
         nonlocal checkpoint_written
-        if cfg.checkpoint_dir or isinstance(resume, (str, Path)):
+        if main and (cfg.checkpoint_dir or isinstance(resume, (str, Path))):
             data_state = get_batch.state_dict() if hasattr(get_batch, "state_dict") else None
             checkpoint_written = str(save_checkpoint(
                 ckpt_path, model, opt, cfg, step=step, history=history, samples=samples,
@@ -486,7 +495,8 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
             if verbose:
                 tqdm.write(f"--- sample at step {step} ---\n{text}")
 
-    step_model = _compiled(model) if cfg.compile else model
+    synced = distributed.wrap(model) if parallel else model  # averages the gradients across processes
+    step_model = _compiled(synced) if cfg.compile else synced
     model.train()
     try:
         while step < cfg.max_steps:
@@ -499,22 +509,28 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
             for g in opt.param_groups:
                 g["lr"] = lr
             loss_sum, step_tokens = 0.0, 0
-            for _ in range(cfg.grad_accum):
-                batch = to_device(get_batch("train", cfg.batch_size, batch_gen), device)
-                with _autocast(cfg, device):
-                    try:
-                        loss = loss_fn(step_model, batch)
-                    except Exception as err:  # noqa: BLE001 - only a failed compile is caught
-                        if step_model is model:
-                            raise
-                        warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
-                                      f"training without it.", stacklevel=2)
-                        step_model = model
-                        loss = loss_fn(model, batch)
-                (loss / cfg.grad_accum).backward()
+            for micro in range(cfg.grad_accum):
+                # The global batch, the same on every process (same generator); each keeps its own rows.
+                global_batch = get_batch("train", cfg.batch_size * world, batch_gen)
+                batch = to_device(distributed.my_rows(global_batch), device)
+                # Gradients are averaged across processes once per step, in the last micro-batch's backward.
+                with distributed.sync_gradients(synced, now=micro == cfg.grad_accum - 1):
+                    with _autocast(cfg, device):
+                        try:
+                            loss = loss_fn(step_model, batch)
+                        except Exception as err:  # noqa: BLE001 - only a failed compile is caught
+                            if step_model is synced:
+                                raise
+                            warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); "
+                                          f"training without it.", stacklevel=2)
+                            step_model = synced
+                            loss = loss_fn(synced, batch)
+                    (loss / cfg.grad_accum).backward()
                 loss_sum += loss.item()
-                step_tokens += count_tokens(batch)
+                step_tokens += count_tokens(global_batch)
             train_loss = loss_sum / cfg.grad_accum
+            if parallel:
+                train_loss = distributed.mean(train_loss)  # the loss of the global batch, on every process
             grad_norm = None
             if math.isfinite(train_loss) and cfg.grad_clip:
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
@@ -542,15 +558,18 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
             last_good = record
             phase = "done"
             out_of_time = cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s
+            if parallel and cfg.time_budget_s is not None:
+                out_of_time = distributed.any_of(out_of_time)  # all processes stop at the same step
             is_last = step >= cfg.max_steps or out_of_time or (stop_at_step is not None and step >= stop_at_step)
-            if cfg.eval_batches and ((cfg.eval_every and step % cfg.eval_every == 0) or step >= cfg.max_steps):
+            evaluates = main and cfg.eval_batches  # rank 0 evaluates for all processes
+            if evaluates and ((cfg.eval_every and step % cfg.eval_every == 0) or step >= cfg.max_steps):
                 run_eval(record)
-            elif cfg.eval_batches and is_last:
+            elif evaluates and is_last:
                 # Interrupted off the evaluation grid: evaluate for the final metrics but keep the
                 # history exactly what an uninterrupted run records, so a resumed run matches it.
                 stop_eval = {}
                 run_eval(stop_eval)
-            if on_sample is not None and ((cfg.sample_every and step % cfg.sample_every == 0) or is_last):
+            if on_sample is not None and main and ((cfg.sample_every and step % cfg.sample_every == 0) or is_last):
                 run_sample()
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not is_last:
                 checkpoint()
@@ -561,7 +580,7 @@ def train(model: nn.Module, get_batch: GetBatch, cfg: TrainConfig, *, loss_fn: L
                 plot.update(history, force=is_last)
             if out_of_time:
                 stopped = "time_budget"
-                if verbose:
+                if verbose and main:
                     tqdm.write(f"Time budget of {cfg.time_budget_s:g} s reached at step {step}/{cfg.max_steps}: "
                                f"stopping and saving.")
                 break

@@ -287,6 +287,15 @@ def quiz(questions, title: str = "Check yourself"):
     questions as text instead, with each answer behind a click in HTML. ``box.check(i, choice)``
     does what clicking does and returns the feedback text.
     """
+# ----------------------------------------------------------------------------- training cost (chapter 14)
+
+def cost_explorer(preset: str = "Llama 3.1 405B", *, mfu: float = 0.4, usd_per_gpu_hour: float = 2.0):
+    """Every assumption of a training run's cost in a box you can edit: parameters, tokens, the
+    GPU (its peak FLOP/s and power), utilisation (MFU), how many GPUs, the price of a GPU-hour.
+    Out come the FLOPs (6 N D), GPU-hours, days, dollars and megawatt-hours
+    (:func:`course_utils.scaling.training_cost`), beside what the model's authors reported.
+    Picking a public model fills in its published size, tokens and hardware. Like the other
+    explorers, it carries an HTML copy of its first drawing for headless runs."""
     import html
 
     import ipywidgets as widgets
@@ -347,3 +356,64 @@ def quiz(questions, title: str = "Check yourself"):
 
     box.check = check
     return box
+    from .scaling import GPUS, PUBLIC_MODELS, training_cost
+
+    style = {"description_width": "150px"}
+    wide = widgets.Layout(width="360px")
+    model = PUBLIC_MODELS[preset]
+    gpu = model.gpu or "H100"
+    controls = {
+        "preset": widgets.Dropdown(options=list(PUBLIC_MODELS), value=preset, description="public model",
+                                   style=style, layout=wide),
+        "params": widgets.FloatText(value=model.params / 1e9, description="parameters (billions)", style=style,
+                                    layout=wide),
+        "tokens": widgets.FloatText(value=model.tokens / 1e12, description="tokens (trillions)", style=style,
+                                    layout=wide),
+        "gpu": widgets.Dropdown(options=list(GPUS), value=gpu, description="GPU", style=style, layout=wide),
+        "peak": widgets.FloatText(value=GPUS[gpu].peak_flops / 1e12, description="peak TFLOP/s per GPU",
+                                  style=style, layout=wide),
+        "watts": widgets.FloatText(value=GPUS[gpu].watts, description="watts per GPU", style=style, layout=wide),
+        "mfu": widgets.FloatSlider(value=mfu, min=0.05, max=0.8, step=0.01, description="utilisation (MFU)",
+                                   style=style, layout=wide, continuous_update=False),
+        "gpus": widgets.IntText(value=model.gpus or 1024, description="GPUs at once", style=style, layout=wide),
+        "price": widgets.FloatText(value=usd_per_gpu_hour, description="$ per GPU-hour", style=style, layout=wide),
+    }
+
+    def render() -> str:
+        v = {k: w.value for k, w in controls.items()}
+        cost = training_cost(v["params"] * 1e9, v["tokens"] * 1e12, peak_flops=v["peak"] * 1e12, mfu=v["mfu"],
+                             gpus=max(1, v["gpus"]), usd_per_gpu_hour=v["price"], watts_per_gpu=v["watts"])
+        rows = [("compute (6 N D)", f"{cost['flops']:.2e} FLOPs"),
+                ("GPU-hours", f"{cost['gpu_hours']:,.0f}"),
+                ("wall-clock time", f"{cost['days']:,.1f} days on {max(1, v['gpus']):,} GPUs"),
+                ("cost of the GPU-hours", f"${cost['usd']:,.0f}"),
+                ("energy (GPUs only)", f"{cost['mwh']:,.0f} MWh")]
+        chosen = PUBLIC_MODELS[v["preset"]]
+        reported = [f"{chosen.reported_flops:.2e} FLOPs" if chosen.reported_flops else None,
+                    f"{chosen.reported_gpu_hours:,.0f} GPU-hours" if chosen.reported_gpu_hours else None]
+        reported = ", ".join(r for r in reported if r) or "no compute figure"
+        table = "".join(f"<tr><td style='padding-right:12px'>{k}</td><td><b>{html.escape(val)}</b></td></tr>"
+                        for k, val in rows)
+        return (f"<table>{table}</table><div style='color:#555;margin-top:4px'>Reported for {chosen.name}: "
+                f"{reported}.<br><small>{html.escape(chosen.source)}</small></div>")
+
+    output = widgets.HTML(render())  # drawn once now: callbacks never fire in a headless run
+
+    def on_preset(change):
+        chosen = PUBLIC_MODELS[change["new"]]
+        controls["params"].value, controls["tokens"].value = chosen.params / 1e9, chosen.tokens / 1e12
+        if chosen.gpu:
+            controls["gpu"].value = chosen.gpu
+        if chosen.gpus:
+            controls["gpus"].value = chosen.gpus
+
+    def on_gpu(change):
+        controls["peak"].value, controls["watts"].value = GPUS[change["new"]].peak_flops / 1e12, GPUS[change["new"]].watts
+
+    controls["preset"].observe(on_preset, names="value")
+    controls["gpu"].observe(on_gpu, names="value")
+    for w in controls.values():
+        w.observe(lambda change: setattr(output, "value", render()), names="value")
+    column = [controls[k] for k in ("preset", "params", "tokens", "gpu", "peak")]
+    column2 = [controls[k] for k in ("watts", "mfu", "gpus", "price")]
+    return _with_html_fallback([widgets.HBox([widgets.VBox(column), widgets.VBox(column2)]), output], output)
