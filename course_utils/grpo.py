@@ -18,7 +18,8 @@ On a word problem a program can check the answer, so the reward needs no reward 
    the starting model.
 
 Before GRPO, a short supervised warm-up on worked solutions (DeepSeek-R1's "cold start") teaches
-the format: steps inside ``<|think|>...<|/think|>``, then "The answer is N." alone.
+the format: the steps (inside ``<|think|>...<|/think|>``, or as calculator calls), then "The
+answer is N." alone.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ Checker = Callable[[object, list, object], float]
 # ----------------------------------------------------------------------------- the data
 
 CALCULATOR_SHARE = 0.5  # share of the warm-up's worked solutions solved with the calculator (the rest in the head)
+
 
 def split_tasks(world, *, n_eval: int | None = None, zh_share: float = 0.25):
     """The world's word problems split into ``{"train", "eval", "eval_zh"}`` lists of tasks.
@@ -364,8 +366,7 @@ def measure(model, tokenizer, world, tasks: dict, *, name: str, general: bool = 
                                              ks=PASS_KS, seed=1)
     if general:
         report = evals.chat_report(model, tokenizer, world)
-        out["general"] = {k: report[k] for k in ("known_fact_accuracy", "unknown_idk_rate",
-                                                 "arithmetic_tool_accuracy", "end_token_rate")}
+        out["general"] = {k: report[k] for k in GENERAL_DROPS}
     return out
 
 
@@ -442,10 +443,17 @@ def reasoning_metrics(before: dict, warmed: dict, after: dict) -> dict:
     if "sampled" in after and "sampled" in before:
         out["pass_at_k"] = {str(k): round(v, 4) for k, v in after["sampled"]["pass_at_k"].items()}
         out["pass_at_k_rlhf"] = {str(k): round(v, 4) for k, v in before["sampled"]["pass_at_k"].items()}
-    for key in before.get("general", {}):
-        out[key] = after["general"][key]
-        out[f"{key}_drop_pts"] = pts(before["general"][key], after["general"][key])
+    for key, drop in GENERAL_DROPS.items():
+        if key in before.get("general", {}):
+            out[key] = after["general"][key]
+            out[drop] = pts(before["general"][key], after["general"][key])
     return out
+
+
+# The chat skills RL on word problems must not break, and the name of each one's drop in the metrics.
+GENERAL_DROPS = {"known_fact_accuracy": "known_fact_accuracy_drop_pts", "unknown_idk_rate": "unknown_idk_rate_drop_pts",
+                 "arithmetic_tool_accuracy": "arithmetic_tool_accuracy_drop_pts",
+                 "end_token_rate": "end_token_rate_drop_pts"}
 
 
 def build_reasoning_stage(start: WarmStart | None = None, *, cfg: GRPOConfig | None = None, save: bool = True,

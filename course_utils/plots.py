@@ -619,6 +619,9 @@ def plot_accuracy_by_difficulty(models: dict, ax=None):
     ax.set_ylabel("held-out problems right (greedy)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
+    return ax
+
+
 # ----------------------------------------------------------------------------- scaling (chapter 14)
 
 def plot_flop_shares(counts: dict, ax=None):

@@ -287,15 +287,6 @@ def quiz(questions, title: str = "Check yourself"):
     questions as text instead, with each answer behind a click in HTML. ``box.check(i, choice)``
     does what clicking does and returns the feedback text.
     """
-# ----------------------------------------------------------------------------- training cost (chapter 14)
-
-def cost_explorer(preset: str = "Llama 3.1 405B", *, mfu: float = 0.4, usd_per_gpu_hour: float = 2.0):
-    """Every assumption of a training run's cost in a box you can edit: parameters, tokens, the
-    GPU (its peak FLOP/s and power), utilisation (MFU), how many GPUs, the price of a GPU-hour.
-    Out come the FLOPs (6 N D), GPU-hours, days, dollars and megawatt-hours
-    (:func:`course_utils.scaling.training_cost`), beside what the model's authors reported.
-    Picking a public model fills in its published size, tokens and hardware. Like the other
-    explorers, it carries an HTML copy of its first drawing for headless runs."""
     import html
 
     import ipywidgets as widgets
@@ -356,6 +347,21 @@ def cost_explorer(preset: str = "Llama 3.1 405B", *, mfu: float = 0.4, usd_per_g
 
     box.check = check
     return box
+
+
+# ----------------------------------------------------------------------------- training cost (chapter 14)
+
+def cost_explorer(preset: str = "Llama 3.1 405B", *, mfu: float = 0.4, usd_per_gpu_hour: float = 2.0):
+    """Every assumption of a training run's cost in a box you can edit: parameters, tokens, the
+    GPU (its peak FLOP/s and power), utilisation (MFU), how many GPUs, the price of a GPU-hour.
+    Out come the FLOPs (6 N D), GPU-hours, days, dollars and megawatt-hours
+    (:func:`course_utils.scaling.training_cost`), beside what the model's authors reported.
+    Picking a public model fills in its published size, tokens and hardware. Like the other
+    explorers, it carries an HTML copy of its first drawing for headless runs."""
+    import html
+
+    import ipywidgets as widgets
+
     from .scaling import GPUS, PUBLIC_MODELS, training_cost
 
     style = {"description_width": "150px"}

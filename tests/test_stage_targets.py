@@ -20,7 +20,9 @@ def _metrics(**changes):
                "reward": {"accuracy": 0.78, "noise_ceiling": 0.95, "rubric_agreement": 0.8},
                "rlhf": {"win_rate": 0.43, "eval_kl": 2.9, "wins": 1, "ties": 2, "losses": 3, "win_rate_ceiling": 0.648,
                         "greedy_win_rate": 0.5},
-               "dpo": {"win_rate": 0.61, "eval_kl": 0.8, "wins": 3, "ties": 2, "losses": 1, "greedy_win_rate": 0.55}}
+               "dpo": {"win_rate": 0.61, "eval_kl": 0.8, "wins": 3, "ties": 2, "losses": 1, "greedy_win_rate": 0.55},
+               "reasoning": {"gain_over_rlhf_pts": 21.0, "known_fact_accuracy_drop_pts": 6.0,
+                             "unknown_idk_rate_drop_pts": -1.0, "arithmetic_tool_accuracy_drop_pts": 5.0}}
     for key, value in changes.items():
         stage, name = key.split("__")
         metrics[stage][name] = value
@@ -47,13 +49,17 @@ def test_targets_are_compared_in_the_right_direction():
     # Context is reported when the stage has it (older stages lack the ceiling).
     assert next(m["value"] for m in results["rlhf"]["measures"] if "ceiling" in m["measure"]) == 0.648
     assert "win_rate_ceiling" not in results["dpo"] and results["dpo"]["wins"] == 3
+    # Reasoning: a gain must reach its target, a drop must stay under its limit.
+    assert _met(results, "reasoning", "gain") and not _met(results, "reasoning", "known facts")
+    assert _met(results, "reasoning", "know' on") and _met(results, "reasoning", "calculator")
+    assert not _met(compare(_metrics(reasoning__gain_over_rlhf_pts=19.9)), "reasoning", "gain")
 
 
 def test_every_target_names_a_metric_the_stage_builders_write():
     """A misspelt key would make the benchmark fail only after half an hour of training."""
     package = Path(__file__).resolve().parent.parent / "course_utils"
     builders = {"base": "pretrain.py", "sft": "evals.py", "sft_tools": "sft.py", "reward": "reward.py",
-                "rlhf": "rl.py", "dpo": "rl.py"}
+                "rlhf": "rl.py", "dpo": "rl.py", "reasoning": "grpo.py"}
     for stage, _, key, _, _ in _module().TARGETS:
         sources = (package / builders[stage]).read_text() + (package / "evals.py").read_text()
         assert f'"{key}"' in sources, (stage, key)
