@@ -328,7 +328,7 @@ def answer_kind(messages: Sequence[dict], trace, answer: int, tokenizer) -> str:
 
     if trace.stop == STOP_MAX_TOOL_CALLS:
         return "tool loop"
-    written = [i for source, ids in trace.segments if source == "model" for i in ids]
+    written = trace.written
     if written.count(tokenizer.special_id(THINK)) > written.count(tokenizer.special_id(THINK_END)):
         return "thinking not closed"
     if trace.stop != STOP_END_OF_TURN:
@@ -402,7 +402,7 @@ def word_problems(model, tokenizer, tasks: Sequence, *, samples: int = 1, temper
         kinds[kind] += 1
         right_per_task[j // samples] += kind == "right"
         by_difficulty.setdefault(task.difficulty, []).append(kind == "right")
-        written = [i for source, ids in trace.segments if source == "model" for i in ids]
+        written = trace.written
         thinking += thinking_tokens(written, tokenizer)
         called += bool(trace.tool_calls)
         loose += task.check(tokenizer.decode(written))

@@ -442,6 +442,11 @@ class ChatTrace:
         return [i for _, seg in self.segments for i in seg]
 
     @property
+    def written(self) -> list[int]:
+        """The tokens the model itself wrote (tool results and the prompt left out)."""
+        return [i for source, seg in self.segments if source == "model" for i in seg]
+
+    @property
     def closed(self) -> bool:
         """Did the reply end with ``<|im_end|>``, the way a chat turn should?"""
         return self.stop == STOP_END_OF_TURN

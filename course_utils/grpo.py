@@ -90,12 +90,7 @@ def strict_checker(tokenizer) -> Checker:
 def loose_checker(tokenizer) -> Checker:
     """1 when the answer is anywhere in what the model wrote (:meth:`course_utils.world.Task.check`),
     else 0: the checker a hurried grader writes, and the one a policy learns to game."""
-    return lambda task, messages, trace: float(task.check(tokenizer.decode(written_ids(trace))))
-
-
-def written_ids(trace) -> list[int]:
-    """The tokens the model itself wrote in a reply (calculator results left out)."""
-    return [i for source, ids in trace.segments if source == "model" for i in ids]
+    return lambda task, messages, trace: float(task.check(tokenizer.decode(trace.written)))
 
 
 # ----------------------------------------------------------------------------- the algorithm
@@ -279,8 +274,8 @@ def grpo_train(model: nn.Module, tokenizer, tasks: Sequence, cfg: GRPOConfig, ch
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
                 stats = {"clipfrac": info["clipfrac"], "loss": loss.item()}
-        thinking = [evals.thinking_tokens(written_ids(tr), tokenizer) for tr in traces]
-        loose = [t.check(tokenizer.decode(written_ids(tr))) for t, tr in zip(batch_tasks, traces)]
+        thinking = [evals.thinking_tokens(tr.written, tokenizer) for tr in traces]
+        loose = [t.check(tokenizer.decode(tr.written)) for t, tr in zip(batch_tasks, traces)]
         record = {"step": step + 1, "reward": float(rewards.mean()),
                   "right": sum(k == "right" for k in kinds) / len(kinds),
                   "loose_only": sum(ok and k != "right" for ok, k in zip(loose, kinds)) / len(kinds),
@@ -295,7 +290,7 @@ def grpo_train(model: nn.Module, tokenizer, tasks: Sequence, cfg: GRPOConfig, ch
         history.append(record)
         if sample_every and ((step + 1) % sample_every == 0 or step == 0):
             samples.append({"step": step + 1, "question": batch_tasks[0].question,
-                            "reply": tokenizer.decode(written_ids(traces[0])), "reward": float(rewards[0])})
+                            "reply": tokenizer.decode(traces[0].written), "reward": float(rewards[0])})
         bar.set_postfix(reward=f"{record['reward']:.2f}", right=f"{record['right']:.0%}", refresh=False)
     bar.close()
     model.eval()

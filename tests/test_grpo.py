@@ -168,7 +168,7 @@ def test_grpo_raises_a_checkers_reward_on_a_tiny_model():
     tasks = [Task(q, 0, 1, "The answer is 0.") for q in ("ab", "cd", "ef")]
 
     def checker(task, messages, trace):
-        written = grpo.written_ids(trace)
+        written = trace.written
         return sum(i < 128 for i in written) / max(1, len(written))
 
     cfg = grpo.GRPOConfig(steps=20, prompts_per_step=3, group_size=6, max_new_tokens=6, lr=1e-2, epochs=2,
