@@ -62,6 +62,7 @@ CHAPTERS = (
     Chapter(12, "Evaluation", "report card", "ship"),
     Chapter(13, "Small and fast", "distilled", "ship"),
     Chapter(14, "Scaling out", "", "ship"),
+    Chapter(15, "A model that sees", "vision", "examples", cpu=est(7), gpu=est(8)),
 )
 
 

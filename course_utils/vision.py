@@ -536,6 +536,12 @@ def finetune_config(**overrides) -> TrainConfig:
 
 TEXT_SHARE = 0.25  # share of each step-2 batch that is text-only chat (against forgetting)
 
+# The figures stage `vision` is judged by (benchmarks/stage_targets.py): exact answers on held-out
+# pictures per kind, how far a blank picture beats always giving the most common answer (at most
+# 0), and the chat skills' drops from sft_tools in points. Every build records them.
+HEADLINE_METRICS = ("flag_accuracy", "colour_accuracy", "count_accuracy", "blank_over_constant_pts",
+                    "known_fact_accuracy_drop_pts", "unknown_idk_rate_drop_pts", "arithmetic_tool_accuracy_drop_pts")
+
 
 def _config(overrides: dict, **sizes) -> TrainConfig:
     cfg = TrainConfig(weight_decay=0.0, grad_clip=1.0, seed=config.DEFAULT_SEED, **sizes)
@@ -677,6 +683,9 @@ def build_vision_stage(aligned: VisionRun | None = None, *, cfg: TrainConfig | N
             if key in parent.metrics:
                 metrics[f"{key}_drop_pts"] = round(100 * (parent.metrics[key] - chat[key]), 2)
     metrics["profile"] = config.profile()
+    missing = [k for k in HEADLINE_METRICS if k not in metrics and not (k.endswith("_drop_pts") and not chat_eval)]
+    if missing:
+        raise KeyError(f"stage vision would lack its headline metrics {missing}")
     run.metrics = metrics
 
     examples = {name: run.measured[name]["examples"] for name in ("finetuned", "aligned", "blank", "shuffled")}

@@ -265,7 +265,8 @@ def fake_sft_tools():
     stages.save_stage("clean", {"train.jsonl": doc + "\n", "val.jsonl": doc + "\n"}, meta={"seed": config.DEFAULT_SEED})
     for name in ("tokenizer", "base", "sft", "sft_tools"):
         stages.save_stage(name, {**save_model_files(lm), stages.TOKENIZER_FILE: lambda p: BYTES.save(p)},
-                          meta={**model_meta(lm), "metrics": {"known_fact_accuracy": 0.5}})
+                          meta={**model_meta(lm), "metrics": dict.fromkeys(
+                              ("known_fact_accuracy", "unknown_idk_rate", "arithmetic_tool_accuracy", "end_token_rate"), 0.5)})
 
 
 def test_the_vision_stage_builds_saves_and_loads():
@@ -278,15 +279,15 @@ def test_the_vision_stage_builds_saves_and_loads():
     assert all(torch.equal(parent[k], v) for k, v in aligned.model.lm.state_dict().items())
     assert not all(torch.equal(tower[k], v) for k, v in vision.new_vision_chat(
         tiny_lm(block_size=128), BYTES, aligned.model.vision.config).vision.state_dict().items())
-    run = vision.build_vision_stage(aligned, cfg=vision.finetune_config(**quick), chat_eval=False, progress=False,
-                                    verbose=False)
+    run = vision.build_vision_stage(aligned, cfg=vision.finetune_config(**quick), progress=False, verbose=False)
     stage = stages.load_stage("vision")
     assert stage.meta["parents"] == ["sft_tools"] and stage.meta["vision_config"]["patch"] == 8
     on_disk = json.loads(stage.path("metrics.json").read_text())
     for kind in I.KINDS:
         for key in (f"{kind}_accuracy", f"{kind}_accuracy_aligned", f"{kind}_blank_accuracy", f"{kind}_constant_guess"):
             assert 0.0 <= stage.metrics[key] == on_disk[key] <= 1.0
-    assert "blank_over_constant_pts" in stage.metrics and "examples" in on_disk
+    assert set(vision.HEADLINE_METRICS) <= set(stage.metrics) and "examples" in on_disk
+    assert stage.metrics["known_fact_accuracy_drop_pts"] == round(100 * (0.5 - stage.metrics["known_fact_accuracy"]), 2)
     model, tok = vision.load_vision_model()
     qa = run.questions["test"][0]
     with torch.no_grad():
