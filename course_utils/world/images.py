@@ -353,10 +353,14 @@ def scene_questions(scene: Scene, image: np.ndarray) -> list[ImageQA]:
 SPLITS = ("train", "val", "test")
 
 
+# Colour is the quickest to learn; which flag, and how many shapes, the slowest: they get more of the questions.
+FIRST_QUESTION_SHARE = 2 / 3
+
+
 def image_questions(world: World, split: str, n_images: int) -> list[ImageQA]:
     """``n_images`` fresh pictures of split ``split``, half flags (the world's countries in turn)
-    and half scenes, each with one of its questions: the flag or count question half the time,
-    a colour question the other half.
+    and half scenes, each with one of its questions: the flag or count question
+    (:data:`FIRST_QUESTION_SHARE` of the time), else a colour question.
 
     Each split draws from its own random stream, so ``"test"`` pictures are never training
     pictures. Deterministic: the same arguments give the same pictures and questions.
@@ -375,5 +379,5 @@ def image_questions(world: World, split: str, n_images: int) -> list[ImageQA]:
             scene = Scene(rng.choice(SHAPES), rng.choice(SCENE_COLOURS), rng.randint(1, MAX_COUNT))
             qas = scene_questions(scene, draw_scene(scene, np_rng))
         first, colours = qas[0], qas[1:]
-        out.append(first if rng.random() < 0.5 else rng.choice(colours))
+        out.append(first if rng.random() < FIRST_QUESTION_SHARE else rng.choice(colours))
     return out
