@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Sequence
@@ -135,7 +134,8 @@ def as_images(images, size=IMAGE_SIZE) -> torch.Tensor:
         raise ImageError(f"expected float pixels in [0, 1] or uint8 in 0..255, got {t.dtype}")
     t = t.float()
     if t.numel() and (float(t.min()) < 0.0 or float(t.max()) > 1.0):
-        raise ImageError(f"float pixels must lie in [0, 1], got values from {float(t.min()):.3g} to {float(t.max()):.3g}")
+        raise ImageError(f"float pixels must lie in [0, 1], got values from {float(t.min()):.3g} "
+                         f"to {float(t.max()):.3g}")
     return t
 
 
@@ -171,7 +171,8 @@ class EncoderBlock(nn.Module):
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.proj = nn.Linear(width, width, bias=False)
         self.mlp_norm = RMSNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width, bias=False), nn.GELU(), nn.Linear(4 * width, width, bias=False))
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width, bias=False), nn.GELU(),
+                                 nn.Linear(4 * width, width, bias=False))
 
     def forward(self, x):
         B, N, C = x.shape
@@ -208,7 +209,7 @@ class VisionTower(nn.Module):
         return self.norm(x)
 
     def forward(self, images) -> torch.Tensor:
-        """(B, H, W, 3) -> (B, N + 2, n_embd): the image's positions in the language model, begin and end marks included."""
+        """(B, H, W, 3) -> (B, N + 2, n_embd): the image's positions in the language model, its two marks included."""
         x = self.projector(self.encode(images))
         B = x.size(0)
         return torch.cat((self.image_begin.expand(B, 1, -1), x, self.image_end.expand(B, 1, -1)), dim=1)
@@ -225,7 +226,8 @@ class VisionChat(nn.Module):
     def __init__(self, lm: GPT, vision: VisionTower, head_ids: Sequence[int]):
         super().__init__()
         if vision.config.n_embd != lm.config.n_embd:
-            raise ValueError(f"the projector maps to {vision.config.n_embd} but the language model is {lm.config.n_embd} wide")
+            raise ValueError(f"the projector maps to {vision.config.n_embd} but the language model is "
+                             f"{lm.config.n_embd} wide")
         self.lm, self.vision = lm, vision
         self.register_buffer("head_ids", torch.tensor(list(head_ids), dtype=torch.long), persistent=False)
 
@@ -245,7 +247,7 @@ class VisionChat(nn.Module):
         return torch.cat((head, image.to(head.dtype)), dim=1)
 
     def forward(self, images, idx, targets=None, loss_mask=None, kv_cache=None, return_attention=False):
-        """The language model's ``forward`` on ``idx`` (the conversation after the user header), with the image in front."""
+        """The language model's ``forward`` on ``idx`` (the conversation after the user header), the image in front."""
         return self.lm(idx, targets, loss_mask, kv_cache=kv_cache, return_attention=return_attention,
                        prefix_embeds=self.prefix(images))
 
@@ -260,7 +262,8 @@ def user_head_ids(tokenizer) -> list[int]:
     return start + user[: len(user) - len(text) - 2]  # minus the text, <|im_end|> and "\n"
 
 
-def new_vision_chat(lm: GPT, tokenizer, vcfg: VisionConfig | None = None, seed: int = config.DEFAULT_SEED) -> VisionChat:
+def new_vision_chat(lm: GPT, tokenizer, vcfg: VisionConfig | None = None,
+                    seed: int = config.DEFAULT_SEED) -> VisionChat:
     """The language model ``lm`` with a freshly initialised vision tower (seeded)."""
     torch.manual_seed(seed)
     tower = VisionTower(vcfg or default_vision_config(lm.config.n_embd))
@@ -624,7 +627,7 @@ class VisionRun:
     world: object
     questions: dict  # split -> list[ImageQA]
     data: VisionBatches
-    results: dict  # name -> TrainResult of each step so far
+    results: dict[str, TrainResult]  # of each step so far: "aligned", then "finetuned"
     measured: dict  # name -> evaluate_images(...) results on the test pictures
     configs: dict = field(default_factory=dict)  # name -> TrainConfig of each step so far
     metrics: dict = field(default_factory=dict)
@@ -723,8 +726,8 @@ def build_vision_stage(aligned: VisionRun | None = None, *, cfg: TrainConfig | N
         metrics[f"{kind}_n"] = none["n"]
     # The baseline's margin over always giving the kind's most common answer (<= 0: the blank
     # image taught the model nothing beyond that guess).
-    metrics["blank_over_constant_pts"] = round(max(100 * (metrics[f"{k}_blank_accuracy"] - metrics[f"{k}_constant_guess"])
-                                                   for k in KINDS), 2)
+    metrics["blank_over_constant_pts"] = round(max(
+        100 * (metrics[f"{k}_blank_accuracy"] - metrics[f"{k}_constant_guess"]) for k in KINDS), 2)
     metrics["train_seconds"] = round(sum(r.final["seconds"] for r in run.results.values()), 2)
     parent = stages.load_stage("sft_tools")
     if chat_eval:

@@ -258,6 +258,9 @@ def test_answer_attention_is_a_distribution_over_the_patch_grid():
 
 # ----------------------------------------------------------------------------- the stage
 
+CHAT_SKILLS = ("known_fact_accuracy", "unknown_idk_rate", "arithmetic_tool_accuracy", "end_token_rate")
+
+
 def fake_sft_tools():
     """A tiny `sft_tools` stage (byte tokenizer) and a `clean` stage that records the world seed."""
     lm = tiny_lm(block_size=128)
@@ -265,8 +268,7 @@ def fake_sft_tools():
     stages.save_stage("clean", {"train.jsonl": doc + "\n", "val.jsonl": doc + "\n"}, meta={"seed": config.DEFAULT_SEED})
     for name in ("tokenizer", "base", "sft", "sft_tools"):
         stages.save_stage(name, {**save_model_files(lm), stages.TOKENIZER_FILE: lambda p: BYTES.save(p)},
-                          meta={**model_meta(lm), "metrics": dict.fromkeys(
-                              ("known_fact_accuracy", "unknown_idk_rate", "arithmetic_tool_accuracy", "end_token_rate"), 0.5)})
+                          meta={**model_meta(lm), "metrics": dict.fromkeys(CHAT_SKILLS, 0.5)})
 
 
 def test_the_vision_stage_builds_saves_and_loads():

@@ -114,7 +114,8 @@ def _nordic(colour, width, inner=None) -> list[Layer]:
 
 def _union_canton() -> list[Layer]:
     """The Union Jack in the top-left quarter, reduced to a white-bordered red cross on blue."""
-    return [_rect("blue", 0.0, 0.0, 0.5, 0.5), _rect("white", 0.0, 0.19, 0.5, 0.31), _rect("white", 0.21, 0.0, 0.29, 0.5),
+    return [_rect("blue", 0.0, 0.0, 0.5, 0.5),
+            _rect("white", 0.0, 0.19, 0.5, 0.31), _rect("white", 0.21, 0.0, 0.29, 0.5),
             _rect("red", 0.0, 0.22, 0.5, 0.28), _rect("red", 0.23, 0.0, 0.27, 0.5)]
 
 
@@ -167,14 +168,16 @@ FLAGS: dict[str, Flag] = {
     "Thailand": _h("red", "white", "blue", "white", "red", weights=(1, 1, 2, 1, 1)),
     "Indonesia": _h("red", "white"),
     "Philippines": _h("blue", "red", then=[Layer("triangle", "white", (0.43,)), _disc("yellow", 0.14, 0.5, 0.1)]),
-    "Pakistan": _v("white", "green", weights=(1, 3), then=[_disc("white", 0.62, 0.5, 0.24), _disc("green", 0.67, 0.45, 0.2)]),
+    "Pakistan": _v("white", "green", weights=(1, 3),
+                   then=[_disc("white", 0.62, 0.5, 0.24), _disc("green", 0.67, 0.45, 0.2)]),
     "Bangladesh": _field("green", then=[_disc("red", 0.45, 0.5, 0.3)]),
     "Nepal": _field("white", then=[Layer("triangle", "blue", (0.62,)), Layer("triangle", "red", (0.52,)),
                                    _disc("white", 0.14, 0.5, 0.08)]),
     "Iran": _h("green", "white", "red", then=[_disc("red", 0.5, 0.5, 0.1)]),
     "Iraq": _h("red", "white", "black", then=[_rect("green", 0.3, 0.42, 0.7, 0.58)]),
     "Mongolia": _v("red", "blue", "red", then=[_rect("yellow", 0.12, 0.25, 0.22, 0.75)]),
-    "Australia": _field("blue", then=_union_canton() + [_disc("white", 0.25, 0.75, 0.12), _disc("white", 0.78, 0.3, 0.07),
+    "Australia": _field("blue", then=_union_canton() + [_disc("white", 0.25, 0.75, 0.12),
+                                                        _disc("white", 0.78, 0.3, 0.07),
                                                         _disc("white", 0.78, 0.8, 0.07)]),
     "New Zealand": _field("blue", then=_union_canton() + [_disc("red", 0.78, 0.3, 0.09), _disc("red", 0.7, 0.7, 0.09),
                                                           _disc("red", 0.86, 0.55, 0.09)]),
