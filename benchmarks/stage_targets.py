@@ -34,6 +34,15 @@ TARGETS = (
     ("reasoning", "'I don't know' on unknown people: drop from rlhf (points)", "unknown_idk_rate_drop_pts", "<=", 5.0),
     ("reasoning", "3-digit arithmetic with the calculator: drop from rlhf (points)",
      "arithmetic_tool_accuracy_drop_pts", "<=", 5.0),
+    ("vision", "held-out pictures: which country's flag", "flag_accuracy", ">=", 0.90),
+    ("vision", "held-out pictures: colour questions", "colour_accuracy", ">=", 0.80),
+    ("vision", "held-out pictures: count questions", "count_accuracy", ">=", 0.80),
+    ("vision", "blank picture: points above always giving the most common answer (worst kind)",
+     "blank_over_constant_pts", "<=", 0.0),
+    ("vision", "known facts: drop from sft_tools (points)", "known_fact_accuracy_drop_pts", "<=", 5.0),
+    ("vision", "'I don't know' on unknown people: drop from sft_tools (points)", "unknown_idk_rate_drop_pts", "<=", 5.0),
+    ("vision", "3-digit arithmetic with the calculator: drop from sft_tools (points)",
+     "arithmetic_tool_accuracy_drop_pts", "<=", 5.0),
 )
 # Reported beside the targets: what a number means depends on these.
 CONTEXT = {"sft": ("known_fact_accuracy", "heldout_phrasing_accuracy"),
@@ -44,7 +53,10 @@ CONTEXT = {"sft": ("known_fact_accuracy", "heldout_phrasing_accuracy"),
                    "greedy_losses", "greedy_win_rate_ceiling"),
            "reasoning": ("word_problem_accuracy_rlhf", "word_problem_accuracy_warmup", "word_problem_accuracy",
                          "gain_over_warmup_pts", "word_problem_accuracy_zh", "by_difficulty", "pass_at_k",
-                         "pass_at_k_rlhf", "word_problem_n")}
+                         "pass_at_k_rlhf", "word_problem_n"),
+           "vision": tuple(f"{kind}_{what}" for kind in ("flag", "colour", "count")
+                           for what in ("accuracy_aligned", "blank_accuracy", "shuffled_accuracy", "constant_guess",
+                                        "chance", "n"))}
 
 
 def compare(metrics: dict[str, dict]) -> dict:

@@ -461,7 +461,7 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx, targets=None, loss_mask=None, kv_cache: KVCache | None = None,
-                return_attention: bool = False):
+                return_attention: bool = False, prefix_embeds=None):
         """``idx`` (B, T) token ids -> ``(logits, loss)``, or ``(logits, loss, attentions)``.
 
         - ``targets`` (B, T): the next token at each position; -100 = ignore. ``loss`` is None without targets.
@@ -469,20 +469,27 @@ class GPT(nn.Module):
         - ``kv_cache``: continue from the tokens stored there; ``idx`` are the next tokens.
         - ``return_attention``: also return a list (one per layer) of (B, n_head, T, T_keys)
           attention weights, computed explicitly (slower; for plots).
+        - ``prefix_embeds`` (B, P, n_embd): vectors read before the tokens as if they were P more
+          tokens (an image's patches, chapter 15). Logits, targets and loss cover the T tokens only;
+          attention maps and the cache cover all P + T positions. None: the text-only path, unchanged.
         """
         B, T = idx.shape
+        P = 0 if prefix_embeds is None else prefix_embeds.size(1)
         start = kv_cache.pos if kv_cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"{start + T} tokens exceed the context length block_size={self.config.block_size}; "
+        if start + P + T > self.config.block_size:
+            raise ValueError(f"{start + P + T} tokens exceed the context length block_size={self.config.block_size}; "
                              "crop the input to the last block_size tokens")
-        x = self.drop(self.tok_emb(idx))
+        x = self.tok_emb(idx)
+        if P:
+            x = torch.cat((prefix_embeds.to(x.dtype), x), dim=1)
+        x = self.drop(x)
         attentions = []
         for i, block in enumerate(self.blocks):
             x, attention = block(x, kv_cache, i, return_attention)
             attentions.append(attention)
         if kv_cache is not None:
-            kv_cache.advance(T)
-        logits = self.lm_head(self.norm(x))
+            kv_cache.advance(P + T)
+        logits = self.lm_head(self.norm(x[:, P:] if P else x))
         loss = None if targets is None else cross_entropy_loss(logits, targets, loss_mask)
         if return_attention:
             return logits, loss, attentions

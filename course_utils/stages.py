@@ -98,6 +98,8 @@ register_stage("dpo", "09_rlhf_and_dpo.ipynb", ("sft_tools", "reward"), "course_
                description="the chat model after direct preference optimisation", recipe_version=6)
 register_stage("reasoning", "10_reasoning.ipynb", ("rlhf",), "course_utils.grpo:build_reasoning_stage",
                description="the chat model after a warm-up on worked solutions and GRPO on word problems")
+register_stage("vision", "15_vision.ipynb", ("sft_tools",), "course_utils.vision:build_vision_stage",
+               description="the chat model with a vision tower: it answers questions about pictures")
 
 
 def spec(name: str) -> StageSpec:

@@ -22,7 +22,11 @@ def _metrics(**changes):
                         "greedy_win_rate": 0.5},
                "dpo": {"win_rate": 0.61, "eval_kl": 0.8, "wins": 3, "ties": 2, "losses": 1, "greedy_win_rate": 0.55},
                "reasoning": {"gain_over_rlhf_pts": 21.0, "known_fact_accuracy_drop_pts": 6.0,
-                             "unknown_idk_rate_drop_pts": -1.0, "arithmetic_tool_accuracy_drop_pts": 5.0}}
+                             "unknown_idk_rate_drop_pts": -1.0, "arithmetic_tool_accuracy_drop_pts": 5.0},
+               "vision": {"flag_accuracy": 0.95, "colour_accuracy": 0.9, "count_accuracy": 0.79,
+                          "blank_over_constant_pts": 0.0, "known_fact_accuracy_drop_pts": 2.0,
+                          "unknown_idk_rate_drop_pts": 6.0, "arithmetic_tool_accuracy_drop_pts": -1.0,
+                          "flag_blank_accuracy": 0.02}}
     for key, value in changes.items():
         stage, name = key.split("__")
         metrics[stage][name] = value
@@ -53,13 +57,18 @@ def test_targets_are_compared_in_the_right_direction():
     assert _met(results, "reasoning", "gain") and not _met(results, "reasoning", "known facts")
     assert _met(results, "reasoning", "know' on") and _met(results, "reasoning", "calculator")
     assert not _met(compare(_metrics(reasoning__gain_over_rlhf_pts=19.9)), "reasoning", "gain")
+    # Vision: a blank picture may match the constant guess but not beat it; drops are better when smaller.
+    assert _met(results, "vision", "flag") and not _met(results, "vision", "count questions")
+    assert _met(results, "vision", "blank picture") and not _met(results, "vision", "'I don't know'")
+    assert not _met(compare(_metrics(vision__blank_over_constant_pts=0.5)), "vision", "blank picture")
+    assert results["vision"]["flag_blank_accuracy"] == 0.02
 
 
 def test_every_target_names_a_metric_the_stage_builders_write():
     """A misspelt key would make the benchmark fail only after half an hour of training."""
     package = Path(__file__).resolve().parent.parent / "course_utils"
     builders = {"base": "pretrain.py", "sft": "evals.py", "sft_tools": "sft.py", "reward": "reward.py",
-                "rlhf": "rl.py", "dpo": "rl.py", "reasoning": "grpo.py"}
+                "rlhf": "rl.py", "dpo": "rl.py", "reasoning": "grpo.py", "vision": "vision.py"}
     for stage, _, key, _, _ in _module().TARGETS:
         sources = (package / builders[stage]).read_text() + (package / "evals.py").read_text()
         assert f'"{key}"' in sources, (stage, key)
