@@ -43,9 +43,9 @@ class Chapter:
 
 
 # The cpu times: 06-09 timed on an idle 2-core machine, 00-03 and 05 on a busy one, 15 on a busy one
-# with one thread, 04 estimated from its CPU time. The gpu profile has never run on a GPU: its times are estimates from each
-# chapter's training arithmetic (about 6 x parameters x tokens at the ~3.5 TFLOP/s a T4 sustains
-# in float32) plus its sampling; see README "Chapters".
+# with one thread, 04 estimated from its CPU time. The gpu profile has never run on a GPU: its times
+# are estimates from each chapter's training arithmetic (about 6 x parameters x tokens at the ~3.5
+# TFLOP/s a T4 sustains in float32) plus its sampling; see README "Chapters".
 CHAPTERS = (
     Chapter(0, "Orientation", "", "data", cpu=10 / 60, gpu=est(10 / 60)),
     Chapter(1, "Collecting and cleaning data", "clean", "data", cpu=1, gpu=est(6)),
