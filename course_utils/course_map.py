@@ -42,8 +42,8 @@ class Chapter:
     gpu: float | None = None
 
 
-# The cpu times: 06-09 timed on an idle 2-core machine, 00-03 and 05 on a busy one, 15 on a busy one
-# with one thread, 04 estimated from its CPU time. The gpu profile has never run on a GPU: its times
+# The cpu times: 06-09 timed on an idle 2-core machine, 00-03 and 05 on a busy one, 14 and 15 on a
+# busy one with one thread, 04 estimated from its CPU time, 10 estimated (not yet timed). The gpu profile has never run on a GPU: its times
 # are estimates from each chapter's training arithmetic (about 6 x parameters x tokens at the ~3.5
 # TFLOP/s a T4 sustains in float32) plus its sampling; see README "Chapters".
 CHAPTERS = (
