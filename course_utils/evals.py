@@ -384,7 +384,9 @@ def word_problems(model, tokenizer, tasks: Sequence, *, samples: int = 1, temper
 
     Returns ``{"accuracy", "n", "by_difficulty": {d: accuracy}, "kinds": {kind: count},
     "pass_at_k": {k: mean pass@k} (for ``ks`` up to ``samples``), "thinking_tokens" (mean tokens
-    inside <|think|>...<|/think|>), "tool_call_rate" (share of replies that called the calculator),
+    inside <|think|>...<|/think|>), "written_tokens" (mean tokens the model wrote: thinking, calculator
+    calls and answer) and "written_tokens_by_difficulty", "tool_call_rate" (share of replies that
+    called the calculator),
     "loose_accuracy" (the loose :meth:`Task.check` on everything the model wrote), "examples"}``.
     """
     tasks = list(tasks)
@@ -395,6 +397,7 @@ def word_problems(model, tokenizer, tasks: Sequence, *, samples: int = 1, temper
     kinds = {k: 0 for k in ANSWER_KINDS}
     right_per_task = [0] * len(tasks)
     by_difficulty: dict[int, list[int]] = {}
+    written_by_difficulty: dict[int, list[int]] = {}
     thinking, called, loose, examples = 0, 0, 0, []
     for j, (messages, trace) in enumerate(runs):
         task = tasks[j // samples]
@@ -403,6 +406,7 @@ def word_problems(model, tokenizer, tasks: Sequence, *, samples: int = 1, temper
         right_per_task[j // samples] += kind == "right"
         by_difficulty.setdefault(task.difficulty, []).append(kind == "right")
         written = trace.written
+        written_by_difficulty.setdefault(task.difficulty, []).append(len(written))
         thinking += thinking_tokens(written, tokenizer)
         called += bool(trace.tool_calls)
         loose += task.check(tokenizer.decode(written))
@@ -415,7 +419,10 @@ def word_problems(model, tokenizer, tasks: Sequence, *, samples: int = 1, temper
             "kinds": kinds,
             "pass_at_k": {k: sum(pass_at_k(samples, c, k) for c in right_per_task) / len(tasks)
                           for k in ks if k <= samples},
-            "thinking_tokens": thinking / n if n else 0.0, "tool_call_rate": called / n if n else 0.0,
+            "thinking_tokens": thinking / n if n else 0.0,
+            "written_tokens": sum(map(sum, written_by_difficulty.values())) / n if n else 0.0,
+            "written_tokens_by_difficulty": {d: sum(v) / len(v) for d, v in sorted(written_by_difficulty.items())},
+            "tool_call_rate": called / n if n else 0.0,
             "loose_accuracy": loose / n if n else 0.0, "examples": examples}
 
 

@@ -42,7 +42,7 @@ Checker = Callable[[object, list, object], float]
 
 # ----------------------------------------------------------------------------- the data
 
-CALCULATOR_SHARE = 0.5  # share of the warm-up's worked solutions solved with the calculator (the rest in the head)
+CALCULATOR_SHARE = 1.0  # share of the warm-up's worked solutions solved with the calculator (the rest in the head)
 
 
 def split_tasks(world, *, n_eval: int | None = None, zh_share: float = 0.25):
@@ -176,6 +176,7 @@ class GRPOConfig:
     scale_by_std: bool = True
     grad_clip: float = 1.0
     eval_every: int = 10           # held-out greedy pass@1 every N steps (0: only at the end)
+    min_difficulty: int = 1        # practise on problems this hard or harder (the easy ones: all right, no signal)
     seed: int = config.DEFAULT_SEED
 
     def to_dict(self) -> dict:
@@ -189,15 +190,16 @@ def grpo_config(**overrides) -> GRPOConfig:
     prof steps problems x G     new tokens cost
     ==== ===== ================ ========== =============================================
     ci   3     2 x 2            24         seconds (every code path, no lesson)
-    cpu  60    8 x 8            96         ~3 min on 2 cores
+    cpu  30    8 x 8            96         ~2 min on 2 cores
     gpu  200   16 x 8           128
     ==== ===== ================ ========== =============================================
     """
-    cfg = GRPOConfig(steps=config.pick(ci=3, cpu=60, gpu=200, smoke=1),
+    cfg = GRPOConfig(steps=config.pick(ci=3, cpu=30, gpu=200, smoke=1),
                      prompts_per_step=config.pick(ci=2, cpu=8, gpu=16, smoke=1),
                      group_size=config.pick(ci=2, cpu=8, gpu=8, smoke=2),
                      max_new_tokens=evals.reasoning_max_new_tokens(),
-                     eval_every=config.pick(ci=0, cpu=10, gpu=25, smoke=0))
+                     eval_every=config.pick(ci=0, cpu=10, gpu=25, smoke=0),
+                     min_difficulty=config.pick(ci=1, cpu=4, gpu=4, smoke=1))
     return replace(cfg, **overrides)
 
 
@@ -283,6 +285,7 @@ def grpo_train(model: nn.Module, tokenizer, tasks: Sequence, cfg: GRPOConfig, ch
                   "several_numbers": kinds.count("several numbers") / len(kinds),
                   "kinds": {k: kinds.count(k) for k in set(kinds)},
                   "thinking_tokens": sum(thinking) / len(thinking),
+                  "written_tokens": sum(len(tr.written) for tr in traces) / len(traces),
                   "tool_call_rate": sum(bool(tr.tool_calls) for tr in traces) / len(traces),
                   "informative_groups": int(informative.sum()), **stats,
                   "seconds": round(time.perf_counter() - t0, 2)}
@@ -298,23 +301,26 @@ def grpo_train(model: nn.Module, tokenizer, tasks: Sequence, cfg: GRPOConfig, ch
     last = history[-min(5, cfg.steps):]
     final = {"steps": cfg.steps, "seconds": round(time.perf_counter() - t0, 2),
              **{f"last5_{k}": round(sum(h[k] for h in last) / len(last), 4)
-                for k in ("reward", "right", "thinking_tokens", "tool_call_rate")}}
+                for k in ("reward", "right", "thinking_tokens", "written_tokens", "tool_call_rate")}}
     return GRPOResult(history, samples, final)
 
 
 # ----------------------------------------------------------------------------- the warm-up
 
-# The cold start: a few hundred worked solutions, mixed with the conversations stage sft_tools
+# The cold start: about a thousand worked solutions, mixed with the conversations stage sft_tools
 # learnt from (so the chat skills stay), and pretraining text in every batch (so the facts stay).
-WARMUP_SOLUTIONS = {"ci": 40, "cpu": 300, "gpu": 1000}
+WARMUP_SOLUTIONS = {"ci": 40, "cpu": 1200, "gpu": 2400}
 WARMUP_SHARE = 0.5  # share of worked solutions among the warm-up conversations
+# "I don't know" answers in the replayed sft_tools conversations: more than sft_tools' own share, because
+# confident worked solutions pull toward answering everything; much more costs known facts instead.
+WARMUP_IDK_SHARE = 0.18
 
 
 def warmup_config(**overrides) -> TrainConfig:
     """Warm-up sizes per profile (the supervised cold start before GRPO)."""
     from .sft import _config
 
-    return _config(overrides, max_steps=config.pick(ci=10, cpu=150, gpu=300, smoke=2),
+    return _config(overrides, max_steps=config.pick(ci=10, cpu=300, gpu=600, smoke=2),
                    batch_size=config.pick(ci=8, cpu=16, gpu=32, smoke=2), lr=config.pick(ci=5e-4, cpu=5e-4, gpu=3e-4),
                    warmup_steps=config.pick(ci=2, cpu=10, gpu=20, smoke=1),
                    eval_every=config.pick(ci=5, cpu=50, gpu=100, smoke=0),
@@ -334,7 +340,8 @@ def warm_up(model, tokenizer, world, train_tasks: Sequence, cfg: TrainConfig | N
     cfg = cfg or warmup_config()
     n_solutions = n_solutions or config.pick(**WARMUP_SOLUTIONS, smoke=4)
     solutions = warmup_conversations(train_tasks, n_solutions, calculator_share, seed=cfg.seed)
-    general = tools_mixture(world)[:round(len(solutions) * (1 - WARMUP_SHARE) / WARMUP_SHARE)]
+    n_general = round(len(solutions) * (1 - WARMUP_SHARE) / WARMUP_SHARE)
+    general = tools_mixture(world, idk_share=WARMUP_IDK_SHARE)[:n_general]
     mix = solutions + general
     random.Random(cfg.seed).shuffle(mix)
     torch.manual_seed(cfg.seed)
@@ -435,6 +442,8 @@ def reasoning_metrics(before: dict, warmed: dict, after: dict) -> dict:
            "word_problem_n": after["greedy"]["n"],
            "by_difficulty": {str(d): round(a, 4) for d, a in after["greedy"]["by_difficulty"].items()},
            "thinking_tokens": round(after["greedy"]["thinking_tokens"], 2),
+           "written_tokens_by_difficulty": {str(d): round(t, 1)
+                                            for d, t in after["greedy"]["written_tokens_by_difficulty"].items()},
            "tool_call_rate": round(after["greedy"]["tool_call_rate"], 4)}
     if "sampled" in after and "sampled" in before:
         out["pass_at_k"] = {str(k): round(v, 4) for k, v in after["sampled"]["pass_at_k"].items()}
@@ -460,7 +469,8 @@ def build_reasoning_stage(start: WarmStart | None = None, *, cfg: GRPOConfig | N
     start = start or warm_start(progress=progress, verbose=verbose)
     model, tokenizer, tasks = start.model, start.tokenizer, start.tasks
     config.seed_everything(cfg.seed)
-    result = grpo_train(model, tokenizer, tasks["train"], cfg, strict_checker(tokenizer), eval_tasks=tasks["eval"],
+    practice = [t for t in tasks["train"] if t.difficulty >= cfg.min_difficulty]
+    result = grpo_train(model, tokenizer, practice, cfg, strict_checker(tokenizer), eval_tasks=tasks["eval"],
                         sample_every=max(1, cfg.steps // 5), progress=progress)
     after = measure(model, tokenizer, start.world, tasks, name="reasoning", pass_k=True)
     metrics = {**reasoning_metrics(start.before, start.warmed, after), "warmup_seconds": start.warmup.final["seconds"],

@@ -456,6 +456,7 @@ RL_CURVES = {"score": "reward model score", "kl": "KL to sft_tools (nats/answer)
              "reward": "reward of the sampled answers", "right": "sampled answers right (strict)",
              "loose_only": "passed the loose check only", "several_numbers": "answers listing several numbers",
              "eval_accuracy": "held-out problems right (greedy)", "thinking_tokens": "thinking (tokens per answer)",
+             "written_tokens": "tokens written per answer",
              "tool_call_rate": "answers that call the calculator"}
 
 

@@ -97,7 +97,8 @@ register_stage("rlhf", "09_rlhf_and_dpo.ipynb", ("sft_tools", "reward"), "course
 register_stage("dpo", "09_rlhf_and_dpo.ipynb", ("sft_tools", "reward"), "course_utils.rl:build_dpo_stage",
                description="the chat model after direct preference optimisation", recipe_version=6)
 register_stage("reasoning", "10_reasoning.ipynb", ("rlhf",), "course_utils.grpo:build_reasoning_stage",
-               description="the chat model after a warm-up on worked solutions and GRPO on word problems")
+               description="the chat model after a warm-up on worked solutions and GRPO on word problems",
+               recipe_version=2)
 register_stage("vision", "15_vision.ipynb", ("sft_tools",), "course_utils.vision:build_vision_stage",
                description="the chat model with a vision tower: it answers questions about pictures")
 

@@ -215,3 +215,21 @@ def test_a_calculator_solution_calls_the_calculator_once_per_step():
         results = [m["content"] for m in conv if m["role"] == "tool"]
         assert len(calls) == 3 and [calculate(c).text for c in calls] == results
         assert results[-1] == str(task.answer) and conv[-1]["content"] == task.answer_sentence
+
+
+def test_word_problems_counts_the_tokens_written_by_difficulty():
+    """One calculator call per step: a harder problem costs more written tokens, results not counted."""
+    tok = byte_tokenizer()
+
+    def respond(question, results):
+        steps = int(question.split()[-1])
+        return "<|tool_call|>1+1<|/tool_call|>" if len(results) < steps else "The answer is 2.<|im_end|>"
+
+    model = ScriptedChatModel(tok, respond)
+    tasks = [Task(f"steps {d}", 2, d, "The answer is 2.") for d in (1, 3)]
+    out = evals.word_problems(model, tok, tasks, max_new_tokens=120)
+    assert out["accuracy"] == 1.0
+    call, answer = (len(tok.encode(s, allowed_special="all")) for s in ("<|tool_call|>1+1<|/tool_call|>",
+                                                                        "The answer is 2.<|im_end|>"))
+    assert out["written_tokens_by_difficulty"] == {1: call + answer, 3: 3 * call + answer}
+    assert out["written_tokens"] == (4 * call + 2 * answer) / 2
