@@ -60,7 +60,7 @@ CHAPTERS = (
     Chapter(9, "RLHF and DPO", "rlhf, dpo", "exercises", cpu=4.9, gpu=est(20)),
     Chapter(10, "Reasoning by reinforcement", "reasoning", "exercises", cpu=est(7), gpu=est(25)),
     Chapter(11, "Going vertical (LoRA)", "domain", "examples"),
-    Chapter(12, "Evaluation", "report card", "ship"),
+    Chapter(12, "Evaluation", "report card", "ship", cpu=est(4), gpu=est(5)),
     Chapter(13, "Small and fast", "distilled", "ship"),
     Chapter(14, "Scaling out", "", "ship", cpu=4.4, gpu=est(8)),
     Chapter(15, "A model that sees", "vision", "examples", cpu=4.6, gpu=est(6)),
