@@ -29,7 +29,7 @@ def main() -> dict:
     first_card = report_card.load_card()
     cached = timed_run()
     card = report_card.load_card()
-    built = [s for s in card["stages"] if card["cells"][card["tasks"][0]["name"]][s]["status"] != "missing"]
+    built = report_card.built_stages(card)
     report = {"profile": config.profile(), "cpu_count": os.cpu_count(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
               "stages": built, "not_built": [s for s in card["stages"] if s not in built],

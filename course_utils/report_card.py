@@ -675,15 +675,20 @@ def _transition_text(t: dict) -> str:
     parts.append(f"Gained {listing(t['gains'])}." if t["gains"] else "No clear gain.")
     parts.append(f"Cost {listing(t['costs'])}." if t["costs"] else "No clear cost.")
     if t["steady"]:
-        parts.append(f"Within the noise: {', '.join(r['title'] for r in t['steady'])}.")
+        parts.append(f"Within the noise: {'; '.join(r['title'] for r in t['steady'])}.")
     return " ".join(parts)
 
 
+def built_stages(card: dict) -> list[str]:
+    """The card's stages that were built (and so graded), in chain order."""
+    return [s for s in card["stages"] if any(row[s]["status"] != "missing" for row in card["cells"].values())]
+
+
 def transitions(card: dict) -> list[dict]:
-    """:func:`transition` for every stage of the card and the card stage it was trained from."""
+    """:func:`transition` for every graded stage of the card and the card stage it was trained from."""
+    built = built_stages(card)
     return [transition(card, parent, name) for name, parent in card["parents"].items()
-            if parent and card["cells"][card["tasks"][0]["name"]][name]["status"] != "missing"
-            and card["cells"][card["tasks"][0]["name"]][parent]["status"] != "missing"]
+            if parent and name in built and parent in built]
 
 
 def compare(card_a: dict, card_b: dict) -> list[dict]:
