@@ -209,3 +209,9 @@ def test_every_task_has_a_metric_name_and_the_stages_are_in_chain_order():
     assert names[:6] == ["base", "sft", "sft_tools", "rlhf", "dpo", "reasoning"]
     for i, name in enumerate(names):
         assert rc.chain_parent(name, names[:i]) == rc.chain_parent(name, names)  # parents come first
+
+
+def test_no_paragraph_for_a_step_whose_stage_was_not_built():
+    card = _card({"facts": {"sft": (80, 100), "sft_tools": (60, 100)}})
+    card["cells"]["facts"]["sft_tools"] = {"status": "missing"}
+    assert rc.built_stages(card) == ["sft"] and rc.transitions(card) == []
