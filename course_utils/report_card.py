@@ -567,7 +567,8 @@ def build_in_profile(profile: str, *, build_missing: bool = True) -> dict:
     import subprocess
     import sys
 
-    env = {**os.environ, "COURSE_PROFILE": profile}
+    # The same home as this process (on Colab it is chosen by the notebook, which the child is not).
+    env = {**os.environ, "COURSE_PROFILE": profile, "COURSE_HOME": str(config.home())}
     cmd = [sys.executable, "-m", "course_utils.report_card", "--quiet"] + ([] if build_missing else ["--no-build"])
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
