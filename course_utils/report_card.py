@@ -456,6 +456,20 @@ def _write_atomic(path: Path, text: str) -> None:
 
 # ----------------------------------------------------------------------------- building the card
 
+def _open(names: Sequence[str], build_missing: bool) -> dict[str, stages.Stage | None]:
+    """Each stage loaded (built first, with its parents, if missing and ``build_missing``), or None."""
+    out = {}
+    for name in names:
+        if build_missing:
+            out[name] = stages.ensure_stage(name)
+        else:
+            try:
+                out[name] = stages.load_stage(name)
+            except stages.StageError:
+                out[name] = None
+    return out
+
+
 def build(names: Sequence[str] | None = None, *, tasks: Sequence[Task] = TASKS, build_missing: bool = True,
           use_cache: bool = True, write: bool = True, progress: bool = True) -> dict:
     """Evaluate the card's stages (``names``, default all of :data:`CARD_STAGES` in the course)
@@ -470,25 +484,9 @@ def build(names: Sequence[str] | None = None, *, tasks: Sequence[Task] = TASKS, 
 
     start = time.perf_counter()
     columns = card_stages(names)
-    loaded: dict[str, stages.Stage | None] = {}
-    for s in columns:
-        if build_missing:
-            loaded[s.name] = stages.ensure_stage(s.name)
-        else:
-            try:
-                loaded[s.name] = stages.load_stage(s.name)
-            except stages.StageError:
-                loaded[s.name] = None
-    def checksum(name):
-        stage = loaded.get(name)
-        if stage is None and name not in loaded:  # a stage a task compares with, not a column
-            stage = stages.ensure_stage(name) if build_missing else (
-                stages.load_stage(name) if stages.stage_exists(name) else None)
-            loaded[name] = stage
-        return stage_checksum(stage) if stage else None
-
-    checksums = {name: checksum(name) for name in [s.name for s in columns] + sorted(
-        {d for t in tasks for d in t.depends_on})}
+    deps = sorted({d for t in tasks for d in t.depends_on} - {s.name for s in columns})
+    loaded = _open([s.name for s in columns] + deps, build_missing)
+    checksums = {name: stage_checksum(stage) if stage else None for name, stage in loaded.items()}
 
     shared = Shared()
     cells: dict[str, dict[str, dict]] = {t.name: {} for t in tasks}
@@ -541,7 +539,8 @@ def build(names: Sequence[str] | None = None, *, tasks: Sequence[Task] = TASKS, 
 
 def card_paths(profile: str | None = None) -> tuple[Path, Path]:
     """``runs/<profile>/report_card.json`` and ``report_card.md`` (default: the active profile)."""
-    folder = config.runs_dir() if profile is None else config.home() / "runs" / profile
+    folder = config.runs_dir() if profile is None else config.home() / "runs" / (
+        profile + ("-smoke" if config.smoke_run() else ""))
     return folder / "report_card.json", folder / "report_card.md"
 
 
