@@ -577,10 +577,6 @@ def build_in_profile(profile: str, *, build_missing: bool = True) -> dict:
 
 # ----------------------------------------------------------------------------- reading the card
 
-def task_titles(card: dict) -> dict[str, str]:
-    return {t["name"]: t["title"] for t in card["tasks"]}
-
-
 def format_cell(cell: dict, unit: str) -> str:
     """One cell as the markdown table shows it: ``97.2 % [95.1, 98.5] n=354 · 0.97``."""
     if cell["status"] == "n/a":
@@ -606,12 +602,6 @@ def markdown(card: dict) -> str:
         row = [format_cell(card["cells"][t["name"]][s], t["unit"]) for s in card["stages"]]
         lines.append(f"| {t['title']} ({t['unit']}) | " + " | ".join(row) + " |")
     return "\n".join(lines)
-
-
-def scores(card: dict) -> dict[str, dict[str, float | None]]:
-    """``{task: {stage: normalised score or None}}`` (None: n/a or not built)."""
-    return {task: {s: (c["score"] if c["status"] == "ok" else None) for s, c in row.items()}
-            for task, row in card["cells"].items()}
 
 
 def metrics_of(card: dict, stage: str) -> dict:
