@@ -142,6 +142,7 @@ def test_plot_policy_comparison_both_decodings_and_their_ceilings():
     assert legend_labels(win) == ["ceiling, sampled", "ceiling, greedy", "sampled", "greedy"]
     assert [t.get_text() for t in win.get_xticklabels()] == ["PPO", "DPO"]
 
+
 def _card():
     from course_utils import report_card as rc
 
