@@ -766,8 +766,8 @@ def plot_report_heatmap(card: dict, ax=None):
 
 def plot_skills_along_chain(card: dict, axes=None):
     """One small panel per task: each stage's normalised score with its 95 % interval, a line
-    from the stage it was trained from (the chain branches: dpo comes from sft_tools, as rlhf
-    does), chance at 0. Where the line climbs the stage bought the skill; where it falls, it
+    from the stage it was trained from, chance at 0. The chain branches (dpo comes from
+    sft_tools, as rlhf does): a side branch is drawn dashed, in orange. Where the line climbs the stage bought the skill; where it falls, it
     paid for something else with it. Returns the figure."""
     import math
 
@@ -781,17 +781,23 @@ def plot_skills_along_chain(card: dict, axes=None):
     else:
         fig = axes.flat[0].figure
     x = {s: i for i, s in enumerate(names)}
+    # A stage's first child continues the main line; a later one (dpo after rlhf) is a side branch.
+    first_child: dict[str, str] = {}
+    for s in names:
+        first_child.setdefault(card["parents"].get(s), s)
+    side = {s for s in names if card["parents"].get(s) and first_child[card["parents"][s]] != s}
     for ax, t in zip(axes.flat, tasks):
         row = card["cells"][t["name"]]
         ok = {s: c for s, c in row.items() if c["status"] == "ok" and c["score"] is not None}
         for s, c in ok.items():
             parent = card["parents"].get(s)
+            color = "tab:orange" if s in side else "tab:blue"
             if parent in ok:
-                ax.plot([x[parent], x[s]], [ok[parent]["score"], c["score"]], color="tab:blue", linewidth=1.5,
-                        gid="chain")
+                ax.plot([x[parent], x[s]], [ok[parent]["score"], c["score"]], color=color, linewidth=1.5,
+                        linestyle="--" if s in side else "-", gid="chain")
             ax.errorbar(x[s], c["score"], yerr=[[max(0.0, c["score"] - c["score_low"])],
-                                                        [max(0.0, c["score_high"] - c["score"])]],
-                        fmt="o", color="tab:blue", capsize=3, markersize=4)
+                                                [max(0.0, c["score_high"] - c["score"])]],
+                        fmt="o", color=color, capsize=3, markersize=4)
         for s, c in row.items():
             if c["status"] == "n/a":
                 ax.text(x[s], 0.5, "n/a", ha="center", va="center", fontsize=8, color="gray")
