@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 # `make course NOTEBOOKS=notebooks/04_pretraining.ipynb` runs just one chapter.
 NOTEBOOKS ?=
 
-.PHONY: install course test unit notebooks lab bench clean
+.PHONY: install course test unit notebooks lab bench report clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ lab: install
 # Speed and quality figures, printed as JSON.
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Chapter 12's report card: every stage on the same tasks (missing stages are built first),
+# written to runs/<profile>/report_card.json and .md. Figures are cached beside each stage.
+report: install
+	$(PY) -m course_utils.report_card
 
 clean:
 	rm -rf runs checkpoints data/ci data/cpu data/gpu

@@ -1,16 +1,19 @@
 """What each trained stage reaches against the course's quality targets (COURSE_PLAN.md); prints JSON.
 
-The numbers are the ones each stage measured and stored in its ``metrics.json`` when it was
-built (by the chapter, ``make course`` or ``ensure_stage``), so this script trains nothing
-that already exists. A missing stage is built first, headless, in the active profile: from
-scratch in ``cpu`` that is the whole chain, about half an hour on 2 cores.
+One source of truth: a figure the report card measures (chapter 12, :mod:`course_utils.report_card`)
+is read from the card, so the targets table and the card can never disagree; the rest are the
+numbers each stage measured and stored in its ``metrics.json`` when it was built (by the chapter,
+``make course`` or ``ensure_stage``). The card's figures are cached beside each stage, so this
+script trains and evaluates nothing that is already done. A missing stage is built first,
+headless, in the active profile: from scratch in ``cpu`` that is the whole chain, about half an
+hour on 2 cores.
 
     COURSE_PROFILE=cpu .venv/bin/python benchmarks/stage_targets.py
 """
 import json
 import os
 
-from course_utils import config, stages
+from course_utils import config, report_card, stages
 
 # (stage, measure, key in the stage's metrics, comparison, target): the table of COURSE_PLAN.md
 TARGETS = (
@@ -66,19 +69,54 @@ def compare(metrics: dict[str, dict]) -> dict:
         value = metrics[stage][key]
         met = {">=": value >= target, ">": value > target, "<=": value <= target}[op]
         row = out.setdefault(stage, {"measures": []})
-        row["measures"].append({"measure": measure, "value": value, "target": f"{op} {target}", "met": bool(met)})
+        row["measures"].append({"measure": measure, "metric": key, "value": value, "target": f"{op} {target}",
+                                "met": bool(met)})
     for stage, keys in CONTEXT.items():
         out[stage].update({k: metrics[stage][k] for k in keys if k in metrics[stage]})
     return out
 
 
+# The card's tasks whose change from the stage a stage was trained from is a target (a drop, or
+# the word problems' gain), under the names the chapters store them.
+CHANGES = ("known_fact_accuracy", "unknown_idk_rate", "arithmetic_tool_accuracy")
+
+
+def card_metrics(card: dict) -> dict[str, dict]:
+    """The report card's figures as stage metrics (:func:`course_utils.report_card.metrics_of`),
+    with each stage's change from the card stage it was trained from, in points."""
+    out = {stage: report_card.metrics_of(card, stage) for stage in card["stages"]}
+    for stage, parent in card["parents"].items():
+        if not parent:
+            continue
+        now, before = out[stage], out[parent]
+        for key in CHANGES:
+            if key in now and key in before:
+                now[f"{key}_drop_pts"] = round(100 * (before[key] - now[key]), 2)
+        if "word_problem_accuracy" in now and "word_problem_accuracy" in before:
+            now[f"gain_over_{parent}_pts"] = round(100 * (now["word_problem_accuracy"] -
+                                                          before["word_problem_accuracy"]), 2)
+    if "known_fact_accuracy_drop_pts" in out.get("sft_tools", {}):  # chapter 07's name for it
+        out["sft_tools"]["known_fact_drop"] = out["sft_tools"]["known_fact_accuracy_drop_pts"]
+    return out
+
+
 def main() -> dict:
     names = list(dict.fromkeys(stage for stage, *_ in TARGETS))
-    metrics = {name: stages.ensure_stage(name).metrics for name in names}
+    stored = {name: stages.ensure_stage(name).metrics for name in names}
+    from_card = card_metrics(report_card.build(write=False))
+    metrics = {name: {**stored[name], **from_card.get(name, {})} for name in names}
     results = compare(metrics)
+    for stage, row in results.items():
+        for m in row["measures"]:
+            m["source"] = "report card" if m["metric"] in from_card.get(stage, {}) else "stage metrics"
     report = {"profile": config.profile(), "cpu_count": os.cpu_count(), "stages": results,
               "met": sum(m["met"] for r in results.values() for m in r["measures"]),
-              "of": sum(len(r["measures"]) for r in results.values())}
+              "of": sum(len(r["measures"]) for r in results.values()),
+              # A figure the stage stored when it was built and the card's own, where they differ:
+              # none, unless a stage was evaluated differently when it was built.
+              "stored_vs_card": {name: {k: {"stored": stored[name][k], "card": v}
+                                        for k, v in from_card.get(name, {}).items()
+                                        if k in stored[name] and stored[name][k] != v} for name in names}}
     print(json.dumps(report, indent=2))
     return report
 

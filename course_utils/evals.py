@@ -432,3 +432,13 @@ def thinking_tokens(written: Sequence[int], tokenizer) -> int:
 
     thought = parse_assistant_reply(list(written), tokenizer).get("thinking")
     return len(tokenizer.encode(thought, allowed_special="none")) if thought else 0
+
+
+# ----------------------------------------------------------------------------- the report card (chapter 12)
+
+def report_card(stages=None, **kwargs) -> dict:
+    """Every stage on the same tasks: :func:`course_utils.report_card.build` (``stages``: names,
+    default every stage of the chain that exists in the course)."""
+    from .report_card import build
+
+    return build(stages, **kwargs)

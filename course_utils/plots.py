@@ -726,3 +726,89 @@ def plot_memory(setups: dict, *, gpu_bytes: float = 80e9, ax=None):
     ax.set_xlabel("GB per GPU")
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+# ----------------------------------------------------------------------------- the report card (chapter 12)
+
+def plot_report_heatmap(card: dict, ax=None):
+    """The report card's normalised scores (:mod:`course_utils.report_card`) as a heat map: one row
+    per task, one column per stage; 0 (chance) white, 1 (perfect) dark green, below chance red.
+    Cells that do not apply read "n/a", stages not built "–". Returns the axes."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+
+    tasks, names = card["tasks"], card["stages"]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.3 * len(names) + 3.5, 0.45 * len(tasks) + 1.2), layout="constrained")
+    grid = np.full((len(tasks), len(names)), np.nan)
+    for i, t in enumerate(tasks):
+        for j, s in enumerate(names):
+            cell = card["cells"][t["name"]][s]
+            if cell["status"] == "ok" and cell["score"] is not None:
+                grid[i, j] = cell["score"]
+    lowest = np.nanmin(grid) if np.isfinite(grid).any() else 0.0
+    norm = TwoSlopeNorm(vmin=min(-0.25, lowest), vcenter=0.0, vmax=1.0)
+    cmap = plt.get_cmap("RdYlGn").with_extremes(bad="#e6e6e6")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+    for i, t in enumerate(tasks):
+        for j, s in enumerate(names):
+            cell = card["cells"][t["name"]][s]
+            text = ("n/a" if cell["status"] == "n/a" else "–" if cell["status"] != "ok" or cell["score"] is None
+                    else f"{cell['score']:.2f}")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="#555555" if text in ("n/a", "–") else "black")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(tasks)), [t["title"] for t in tasks])
+    ax.tick_params(top=True, bottom=False, labeltop=True, labelbottom=False)
+    plt.colorbar(image, ax=ax, label="score above chance (0 = chance, 1 = perfect)", shrink=0.8)
+    ax.set_title(f"Report card ({card['profile']} profile)", pad=12)
+    return ax
+
+
+def plot_skills_along_chain(card: dict, axes=None):
+    """One small panel per task: each stage's normalised score with its 95 % interval, a line
+    from the stage it was trained from, chance at 0. The chain branches (dpo comes from
+    sft_tools, as rlhf does): a side branch is drawn dashed, in orange. Where the line climbs the stage bought the skill; where it falls, it
+    paid for something else with it. Returns the figure."""
+    import math
+
+    import matplotlib.pyplot as plt
+
+    tasks, names = card["tasks"], card["stages"]
+    cols = 3
+    rows = math.ceil(len(tasks) / cols)
+    if axes is None:
+        fig, axes = plt.subplots(rows, cols, figsize=(12, 2.6 * rows), sharex=True, layout="constrained")
+    else:
+        fig = axes.flat[0].figure
+    x = {s: i for i, s in enumerate(names)}
+    # A stage's first child continues the main line; a later one (dpo after rlhf) is a side branch.
+    first_child: dict[str, str] = {}
+    for s in names:
+        first_child.setdefault(card["parents"].get(s), s)
+    side = {s for s in names if card["parents"].get(s) and first_child[card["parents"][s]] != s}
+    for ax, t in zip(axes.flat, tasks):
+        row = card["cells"][t["name"]]
+        ok = {s: c for s, c in row.items() if c["status"] == "ok" and c["score"] is not None}
+        for s, c in ok.items():
+            parent = card["parents"].get(s)
+            color = "tab:orange" if s in side else "tab:blue"
+            if parent in ok:
+                ax.plot([x[parent], x[s]], [ok[parent]["score"], c["score"]], color=color, linewidth=1.5,
+                        linestyle="--" if s in side else "-", gid="chain")
+            ax.errorbar(x[s], c["score"], yerr=[[max(0.0, c["score"] - c["score_low"])],
+                                                [max(0.0, c["score_high"] - c["score"])]],
+                        fmt="o", color=color, capsize=3, markersize=4)
+        for s, c in row.items():
+            if c["status"] == "n/a":
+                ax.text(x[s], 0.5, "n/a", ha="center", va="center", fontsize=8, color="gray")
+        ax.axhline(0, color="gray", linestyle="--", linewidth=0.8)
+        ax.set_ylim(min(-0.1, min((c["score_low"] for c in ok.values()), default=0) - 0.05), 1.05)
+        ax.set_title(t["title"], fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set_xlim(-0.5, len(names) - 0.5)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    fig.supylabel("score above chance")
+    return fig

@@ -141,3 +141,33 @@ def test_plot_policy_comparison_both_decodings_and_their_ceilings():
     assert [list(line.get_ydata()) for line in win.lines] == [[0.5, 0.5], [0.9, 0.9], [0.8, 0.8]]
     assert legend_labels(win) == ["ceiling, sampled", "ceiling, greedy", "sampled", "greedy"]
     assert [t.get_text() for t in win.get_xticklabels()] == ["PPO", "DPO"]
+
+
+def _card():
+    from course_utils import report_card as rc
+
+    def cell(k, n):
+        return rc.make_cell(rc.proportion(k, n))
+
+    return {"profile": "ci", "stages": ["base", "sft", "dpo"], "parents": {"base": None, "sft": "base", "dpo": "sft"},
+            "tasks": [{"name": "cloze", "title": "cloze", "unit": "%"}, {"name": "facts", "title": "facts", "unit": "%"}],
+            "cells": {"cloze": {"base": cell(9, 10), "sft": cell(8, 10), "dpo": {"status": "missing"}},
+                      "facts": {"base": {"status": "n/a"}, "sft": cell(5, 10), "dpo": cell(7, 10)}}}
+
+
+def test_plot_report_heatmap_shows_scores_and_marks_cells_without_one():
+    ax = plots.plot_report_heatmap(_card())
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["0.90", "0.80", "–", "n/a", "0.50", "0.70"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["base", "sft", "dpo"]
+    plt.close("all")
+
+
+def test_plot_skills_along_chain_links_each_stage_to_its_parent():
+    fig = plots.plot_skills_along_chain(_card())
+    cloze, facts = fig.axes[0], fig.axes[1]
+    segments = [list(line.get_xdata()) for ax in (cloze, facts) for line in ax.lines if line.get_gid() == "chain"]
+    assert segments == [[0, 1], [1, 2]]  # base -> sft (cloze); sft -> dpo (facts); nothing from n/a or not built
+    assert [t.get_text() for t in facts.texts] == ["n/a"]
+    assert sum(ax.get_visible() for ax in fig.axes[:3]) == 2
+    plt.close("all")

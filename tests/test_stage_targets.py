@@ -72,3 +72,30 @@ def test_every_target_names_a_metric_the_stage_builders_write():
     for stage, _, key, _, _ in _module().TARGETS:
         sources = (package / builders[stage]).read_text() + (package / "evals.py").read_text()
         assert f'"{key}"' in sources, (stage, key)
+
+
+def test_the_figures_the_report_card_measures_are_read_from_it():
+    """One source of truth: the targets the card measures use the card's figures, and each stage's
+    change is taken from the card stage it was trained from."""
+    from course_utils import report_card as rc
+
+    def cell(k, n):
+        return rc.make_cell(rc.proportion(k, n))
+
+    names = ["sft", "sft_tools", "rlhf", "reasoning"]
+    card = {"stages": names, "parents": {"sft": None, "sft_tools": "sft", "rlhf": "sft_tools", "reasoning": "rlhf"},
+            "tasks": [], "cells": {
+                "known_facts": {"sft": cell(80, 100), "sft_tools": cell(76, 100), "rlhf": cell(90, 100),
+                                "reasoning": cell(84, 100)},
+                "word_problems": {"sft": cell(0, 50), "sft_tools": cell(0, 50), "rlhf": cell(1, 50),
+                                  "reasoning": cell(16, 50)},
+                "unknown_people": {"sft": cell(0, 10), "sft_tools": cell(9, 10), "rlhf": {"status": "missing"},
+                                   "reasoning": cell(8, 10)}}}
+    figures = _module().card_metrics(card)
+    assert figures["sft_tools"]["known_fact_accuracy"] == 0.76 and figures["sft_tools"]["known_fact_drop"] == 4.0
+    assert figures["reasoning"]["gain_over_rlhf_pts"] == 30.0
+    assert figures["reasoning"]["known_fact_accuracy_drop_pts"] == 6.0
+    assert "unknown_idk_rate_drop_pts" not in figures["reasoning"]  # rlhf was not graded: no change to report
+    results = _module().compare({**_metrics(), **{s: {**_metrics()[s], **figures[s]} for s in ("sft_tools",
+                                                                                               "reasoning")}})
+    assert _met(results, "sft_tools", "drop") and not _met(results, "reasoning", "known facts")
